@@ -1,0 +1,50 @@
+"""Local datasets: the bundled IMDB sample, and readers for files you already have.
+
+Nothing is downloaded. ``load_imdb_sample()`` reads 6,000 reviews shipped with Passage (a
+balanced random sample of aclImdb v1.0, Maas et al. 2011: 5,000 train, 1,000 test; see
+``passage/data/README.md``). ``load_imdb(path)`` reads the full set in the same JSON-lines form.
+
+>>> trX, trY, teX, teY = load_imdb_sample()
+>>> len(trX), len(teX), sorted(set(trY))
+(5000, 1000, [0, 1])
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from importlib import resources
+
+
+def read_jsonl(path: str | os.PathLike, text_key: str = "text", label_key: str = "label"):
+    """(texts, labels) from a JSON-lines file (gzip if .gz); rows without a label are skipped."""
+    opener = gzip.open if os.fspath(path).endswith(".gz") else open
+    texts, labels = [], []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if label_key in row:
+                texts.append(row[text_key])
+                labels.append(row[label_key])
+    return texts, labels
+
+
+def load_imdb_sample(label: str = "label"):
+    """(train_texts, train_labels, test_texts, test_labels) of the bundled sample.
+
+    label: 'label' (0 negative / 1 positive) or 'rating' (the reviewer's 1-10 score).
+    """
+    path = resources.files("passage") / "data" / "imdb_sample.jsonl.gz"
+    out = {"train": ([], []), "test": ([], [])}
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            out[row["split"]][0].append(row["text"])
+            out[row["split"]][1].append(row[label])
+    return (*out["train"], *out["test"])
+
+
+def load_imdb(directory: str | os.PathLike, split: str = "train", label: str = "label"):
+    """(texts, labels) of one split ('train', 'test') of the full IMDB set in ``directory``."""
+    return read_jsonl(os.path.join(directory, f"{split}.jsonl.gz"), label_key=label)

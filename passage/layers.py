@@ -1,0 +1,325 @@
+"""Layers: a model is a list of them, input layer first.
+
+Input: ``Embedding`` (token ids), ``OneHot`` (token ids), ``Generic`` (real vectors per step).
+Recurrent: ``SimpleRecurrent``, ``GatedRecurrent`` (GRU), ``LstmRecurrent``; forward, backward or
+bidirectional (``direction='bi'``, outputs concatenated). Output: ``Dense``.
+
+Each layer takes its config in the constructor (names and defaults of 2015 Passage) and makes its
+parameters in ``connect(n_in)``, once the size of its input is known. Every layer maps
+``(x, lengths) -> (x, lengths)``, where x is (batch, time, features) for sequences or (batch,
+features) after a recurrent layer that returns only its last state.
+
+>>> import torch
+>>> gru = GatedRecurrent(size=4, direction="bi")
+>>> gru.connect(3)
+>>> out, _ = gru(torch.randn(2, 5, 3), torch.tensor([5, 2]))
+>>> tuple(out.shape)
+(2, 8)
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from passage import activations, inits
+from passage.recurrent import (
+    GATES,
+    gate_scale_vector,
+    last_step,
+    reverse_padded,
+    scan_fused,
+    scan_reference,
+)
+
+DIRECTIONS = {"forward": (False,), "backward": (True,), "bi": (False, True),
+              "bidirectional": (False, True)}
+
+
+class Layer(nn.Module):
+    """Base class: constructor args are the config; ``connect`` makes the parameters."""
+
+    is_input = False
+    is_recurrent = False
+
+    def connect(self, n_in: int) -> None:
+        self.n_in = n_in
+
+    def get_config(self) -> dict:
+        """Constructor arguments as plain data (no weights): what ``save`` stores."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {k: getattr(self, k) for k in names if k not in ("self", "weights")}
+
+    def _set_weights(self) -> None:
+        """Copy the 2015-style ``weights`` list (arrays in parameter order) into the layer."""
+        if self.weights is None:
+            return
+        given = self.weights
+        if isinstance(given, np.ndarray | torch.Tensor):
+            given = [given]
+        params = list(self.parameters())
+        if len(given) != len(params):
+            raise ValueError(f"{type(self).__name__} has {len(params)} weight arrays, "
+                             f"but weights= gives {len(given)}")
+        with torch.no_grad():
+            for i, (p, w) in enumerate(zip(params, given, strict=True)):
+                w = torch.as_tensor(np.asarray(w), dtype=p.dtype)
+                if w.shape != p.shape:
+                    raise ValueError(f"{type(self).__name__} weights[{i}] has shape "
+                                     f"{tuple(w.shape)}, expected {tuple(p.shape)}")
+                p.copy_(w)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+
+
+class Embedding(Layer):
+    """Token ids -> learned vectors of ``size``. ``weights`` may be a (n_features, size) array."""
+
+    is_input = True
+
+    def __init__(self, size: int = 128, n_features: int = 256, init: str = "uniform",
+                 weights=None):
+        super().__init__()
+        self.size, self.n_features, self.init, self.weights = size, n_features, init, weights
+        _check_positive(self, size=size, n_features=n_features)
+        inits.get(init)  # an unknown name fails here, not at connect
+
+    def connect(self, n_in: int = 0) -> None:
+        super().connect(n_in)
+        self.weight = nn.Parameter(inits.get(self.init)((self.n_features, self.size)))
+        self._set_weights()
+
+    def forward(self, x, lengths):
+        return F.embedding(x, self.weight), lengths
+
+
+class OneHot(Layer):
+    """Token ids -> one-hot vectors of ``n_features`` (no parameters)."""
+
+    is_input = True
+
+    def __init__(self, n_features: int, weights=None):
+        super().__init__()
+        self.n_features, self.weights = n_features, weights
+        _check_positive(self, n_features=n_features)
+        self.size = n_features
+
+    def forward(self, x, lengths):
+        return F.one_hot(x, self.n_features).float(), lengths
+
+
+class Generic(Layer):
+    """Real-valued input: one vector of ``size`` features per step (e.g. pixels of an image row)."""
+
+    is_input = True
+
+    def __init__(self, size: int, weights=None):
+        super().__init__()
+        self.size, self.weights = size, weights
+        _check_positive(self, size=size)
+
+    def forward(self, x, lengths):
+        return x, lengths
+
+
+class Dense(Layer):
+    """Fully connected layer; applied at every step when its input is a sequence."""
+
+    def __init__(self, size: int = 256, activation: str = "rectify", init: str = "orthogonal",
+                 p_drop: float = 0.0, weights=None):
+        super().__init__()
+        self.size, self.activation, self.init = size, activation, init
+        self.p_drop, self.weights = p_drop, weights
+        _check_positive(self, size=size)
+        self.act = activations.get(activation)
+        inits.get(init)
+
+    def connect(self, n_in: int) -> None:
+        super().connect(n_in)
+        self.w = nn.Parameter(inits.get(self.init)((n_in, self.size)).T.contiguous())
+        self.b = nn.Parameter(torch.zeros(self.size))
+        self._set_weights()
+
+    def forward(self, x, lengths, pre_act: bool = False):
+        x = F.dropout(x, self.p_drop, self.training)
+        y = F.linear(x, self.w, self.b)
+        return (y if pre_act else self.act(y)), lengths
+
+
+class _Direction(nn.Module):
+    """The parameters of one direction of a recurrent layer (PyTorch's weight layout)."""
+
+    def __init__(self, kind: str, n_in: int, size: int, init: str):
+        super().__init__()
+        make = inits.get(init)
+        g = GATES[kind]
+        # As in 2015, every gate's input and recurrent matrix is initialised on its own.
+        self.h0 = nn.Parameter(torch.zeros(size))
+        if kind == "lstm":
+            self.c0 = nn.Parameter(torch.zeros(size))
+        self.w_ih = nn.Parameter(torch.cat([make((n_in, size)).T for _ in range(g)]).contiguous())
+        self.w_hh = nn.Parameter(torch.cat([make((size, size)).T for _ in range(g)]).contiguous())
+        self.b_ih = nn.Parameter(torch.zeros(g * size))
+        self.b_hh = nn.Parameter(torch.zeros(g * size))
+
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, ...]:
+        states = (self.h0, self.c0) if hasattr(self, "c0") else (self.h0,)
+        return tuple(s.expand(batch, -1) for s in states)
+
+
+class _Recurrent(Layer):
+    """Shared machinery of the three recurrent layers; subclasses set ``kind``."""
+
+    is_recurrent = True
+    kind = "simple"
+
+    def _setup(self, size, activation, gate_activation, init, truncate_gradient, seq_output,
+               p_drop, direction, weights, recurrent_dropout, fused):
+        self.size, self.activation, self.gate_activation = size, activation, gate_activation
+        self.init, self.truncate_gradient, self.seq_output = init, truncate_gradient, seq_output
+        self.p_drop, self.direction, self.weights = p_drop, direction, weights
+        self.recurrent_dropout, self.fused = recurrent_dropout, fused
+        _check_positive(self, size=size)
+        if not isinstance(direction, str) or direction.lower() not in DIRECTIONS:
+            raise ValueError(f"direction must be one of 'forward', 'backward', 'bi'; "
+                             f"got {direction!r}")
+        for name, p in (("p_drop", p_drop), ("recurrent_dropout", recurrent_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p!r}")
+        self.act = activations.get(activation)
+        self.gate_act = activations.get(gate_activation)
+        inits.get(init)
+        self.reversed = DIRECTIONS[direction.lower()]
+        # A stack sets this to True when a later layer needs the whole sequence.
+        self.sequence_out = seq_output
+        kernel_acts = ("tanh", "rectify", "relu") if self.kind == "simple" else ("tanh",)
+        gates_ok = self.kind == "simple" or gate_activation.lower() in activations.GATE_SCALES
+        self.uses_kernel = bool(fused) and activation.lower() in kernel_acts and gates_ok
+
+    @property
+    def out_size(self) -> int:
+        return self.size * len(self.reversed)
+
+    def connect(self, n_in: int) -> None:
+        super().connect(n_in)
+        self.directions = nn.ModuleList(
+            _Direction(self.kind, n_in, self.size, self.init) for _ in self.reversed)
+        self._set_weights()
+
+    def _scan(self, d: _Direction, x: torch.Tensor) -> torch.Tensor:
+        state = d.initial_state(x.shape[0])
+        w_hh = d.w_hh
+        if self.recurrent_dropout > 0 and self.training:  # DropConnect: keeps the fused kernel
+            w_hh = F.dropout(w_hh, self.recurrent_dropout, True)
+        weights = [d.w_ih, w_hh, d.b_ih, d.b_hh]
+        k = self.truncate_gradient
+        if not self.uses_kernel:
+            return scan_reference(self.kind, x, state, weights, self.act, self.gate_act, k)
+        scale = activations.GATE_SCALES.get(self.gate_activation.lower(), 1.0)
+        if self.kind != "simple" and scale != 1.0:
+            s = gate_scale_vector(self.kind, self.size, scale, x.device, x.dtype)
+            weights = [weights[0] * s[:, None], weights[1] * s[:, None],
+                       weights[2] * s, weights[3] * s]
+        relu = self.activation.lower() in ("rectify", "relu")
+        if k <= 0 or k >= x.shape[1]:
+            return scan_fused(self.kind, x, state, weights, relu)[0]
+        outs = []
+        for start in range(0, x.shape[1], k):  # truncated BPTT: cut gradients every k steps
+            if start:
+                state = tuple(s.detach() for s in state)
+            out, state = scan_fused(self.kind, x[:, start:start + k], state, weights, relu)
+            outs.append(out)
+        return torch.cat(outs, dim=1)
+
+    def forward(self, x, lengths):
+        if x.dim() != 3:
+            raise ValueError(f"{type(self).__name__} needs a sequence (batch, time, features) "
+                             f"but got a tensor of shape {tuple(x.shape)}")
+        x = F.dropout(x, self.p_drop, self.training)
+        outs = []
+        for d, rev in zip(self.directions, self.reversed, strict=True):
+            out = self._scan(d, reverse_padded(x, lengths) if rev else x)
+            if self.sequence_out:
+                outs.append(reverse_padded(out, lengths) if rev else out)
+            else:
+                outs.append(last_step(out, lengths, d.h0))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+        if self.sequence_out:  # zero the padding so nothing downstream can read it
+            mask = torch.arange(out.shape[1], device=out.device)[None, :] < lengths.to(
+                out.device)[:, None]
+            out = out * mask[..., None].to(out.dtype)
+        return out, lengths
+
+
+class SimpleRecurrent(_Recurrent):
+    """Elman RNN: h_t = activation(W x_t + U h_{t-1} + b). ``gate_activation`` is unused."""
+
+    kind = "simple"
+
+    def __init__(self, size: int = 256, activation: str = "tanh", init: str = "orthogonal",
+                 truncate_gradient: int = -1, seq_output: bool = False, p_drop: float = 0.0,
+                 weights=None, *, direction: str = "forward",
+                 gate_activation: str = "steeper_sigmoid", recurrent_dropout: float = 0.0,
+                 fused: bool = True):
+        super().__init__()
+        self._setup(size, activation, gate_activation, init, truncate_gradient, seq_output,
+                    p_drop, direction, weights, recurrent_dropout, fused)
+
+
+class GatedRecurrent(_Recurrent):
+    """GRU (PyTorch/cuDNN form: the reset gate multiplies U_n h + b_n). Gates steeper by default."""
+
+    kind = "gru"
+
+    def __init__(self, size: int = 256, activation: str = "tanh",
+                 gate_activation: str = "steeper_sigmoid", init: str = "orthogonal",
+                 truncate_gradient: int = -1, seq_output: bool = False, p_drop: float = 0.0,
+                 direction: str = "forward", weights=None, *, recurrent_dropout: float = 0.0,
+                 fused: bool = True):
+        super().__init__()
+        self._setup(size, activation, gate_activation, init, truncate_gradient, seq_output,
+                    p_drop, direction, weights, recurrent_dropout, fused)
+
+
+class LstmRecurrent(_Recurrent):
+    """LSTM without peepholes; learned initial hidden and cell states. Gates steeper by default."""
+
+    kind = "lstm"
+
+    def __init__(self, size: int = 256, activation: str = "tanh",
+                 gate_activation: str = "steeper_sigmoid", init: str = "orthogonal",
+                 truncate_gradient: int = -1, seq_output: bool = False, p_drop: float = 0.0,
+                 weights=None, *, direction: str = "forward", recurrent_dropout: float = 0.0,
+                 fused: bool = True):
+        super().__init__()
+        self._setup(size, activation, gate_activation, init, truncate_gradient, seq_output,
+                    p_drop, direction, weights, recurrent_dropout, fused)
+
+
+LAYERS: dict[str, type[Layer]] = {
+    c.__name__: c for c in (Embedding, OneHot, Generic, Dense, SimpleRecurrent, GatedRecurrent,
+                            LstmRecurrent)
+}
+
+
+def register(cls: type[Layer]) -> type[Layer]:
+    """Make a user-defined layer class loadable by name (use as a decorator)."""
+    LAYERS[cls.__name__] = cls
+    return cls
+
+
+def output_size(layer: Layer) -> int:
+    """Number of features a connected layer outputs per example (or per step)."""
+    return layer.out_size if isinstance(layer, _Recurrent) else layer.size
+
+
+def _check_positive(layer: Layer, **sizes: int) -> None:
+    for name, v in sizes.items():
+        if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{type(layer).__name__}({name}=...) must be a positive int, "
+                             f"got {v!r}")

@@ -1,0 +1,271 @@
+"""``RNN``: a list of layers, a cost and an updater, trained with ``fit`` and used with ``predict``.
+
+>>> from passage.layers import Embedding, GatedRecurrent, Dense
+>>> model = RNN([Embedding(size=8, n_features=10), GatedRecurrent(size=8),
+...              Dense(size=1, activation='sigmoid')], cost='bce', verbose=0, seed=0)
+>>> X, Y = [[3, 4, 5], [6, 7], [3, 3], [8, 9, 9, 9]] * 8, [1, 0, 1, 0] * 8
+>>> costs = model.fit(X, Y, n_epochs=2)
+>>> model.predict([[3, 4, 5], [6, 7]]).shape
+(2, 1)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from passage import costs as cost_registry
+from passage import iterators as iterator_registry
+from passage import targets
+from passage import updates as updater_registry
+from passage.layers import Dense, Layer, output_size
+
+
+def default_device() -> torch.device:
+    """CUDA when a GPU is present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Stack(nn.Module):
+    """The layers as one module: ids or vectors in, outputs (or pre-activations) out."""
+
+    def __init__(self, layers: list[Layer]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x, lengths, pre_act: bool = False):
+        for layer in self.layers[:-1]:
+            x, lengths = layer(x, lengths)
+        last = self.layers[-1]
+        return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
+
+
+def build_stack(layers: list[Layer]) -> Stack:
+    """Connect the layers in order; a recurrent layer returns sequences if a later one needs."""
+    if not layers:
+        raise ValueError("a model needs at least an input layer and an output layer")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not a passage layer")
+        if layer.is_input != (i == 0):
+            raise ValueError(
+                f"layers[{i}] ({type(layer).__name__}) "
+                + ("must come first: input layers (Embedding, OneHot, Generic) start a model"
+                   if layer.is_input else
+                   "cannot start a model: begin with Embedding, OneHot or Generic"))
+    if not hasattr(layers[0], "n_in"):
+        layers[0].connect(0)
+    n_in = layers[0].size
+    for i, layer in enumerate(layers[1:], start=1):
+        if layer.is_recurrent:
+            layer.sequence_out = layer.seq_output or any(lr.is_recurrent for lr in layers[i + 1:])
+        if not hasattr(layer, "n_in") or layer.n_in != n_in:
+            layer.connect(n_in)
+        n_in = output_size(layer)
+    return Stack(layers)
+
+
+class RNN:
+    """A recurrent model: ``RNN(layers, cost, updater).fit(X, Y)`` then ``.predict(X)``.
+
+    layers: input layer, any mix of recurrent and Dense layers, output layer.
+    cost: a name ('bce', 'cce', 'mse', ...) or a function ``cost(y_true, y_pred)``.
+    updater: a name ('Adam', 'SGD', ...) or an updater object, e.g. ``Adam(lr=1e-3)``.
+    verbose: 0 silent, 1 a line per epoch, 2 a live progress line.
+    iterator: 'SortedPadded' (length bucketing), 'Padded' or 'Linear', or an iterator object.
+    device: 'cpu', 'cuda', ... (default: CUDA when present). seed: makes a run reproducible.
+    tokenizer: a fitted Tokenizer, so fit/predict take raw texts and save keeps it with the model.
+    """
+
+    def __init__(self, layers, cost, updater="Adam", verbose=2, Y=None, iterator="SortedPadded",
+                 *, device=None, seed=None, tokenizer=None):
+        self.layers = list(layers)
+        self.cost = cost_registry.get(cost)
+        self.updater = updater_registry.get(updater)
+        self.iterator = iterator_registry.get(iterator)
+        self.verbose = verbose
+        self.seed = seed
+        self.tokenizer = tokenizer
+        self.device = torch.device(device) if device is not None else default_device()
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.model = build_stack(self.layers).to(self.device)
+        self.out_size = output_size(self.layers[-1])
+        self.per_step = self._returns_sequence()
+        last = self.layers[-1]
+        fused = isinstance(last, Dense) and cost_registry.logits_cost(self.cost, last.activation)
+        self._logits_cost = fused or None
+        self.costs_: list[float] = []
+
+    # -- structure ---------------------------------------------------------------------------
+    def _returns_sequence(self) -> bool:
+        seq = True
+        for layer in self.layers[1:]:
+            if layer.is_recurrent:
+                seq = layer.sequence_out
+        return seq
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def get_config(self) -> dict:
+        """Everything needed to rebuild the model, as plain data."""
+        return {
+            "layers": [{"layer": type(la).__name__, "config": la.get_config()}
+                       for la in self.layers],
+            "cost": cost_registry.name_of(self.cost),
+            "updater": {"name": type(self.updater).__name__, "config": self.updater.get_config()},
+            "iterator": {"name": type(self.iterator).__name__,
+                         "config": self.iterator.get_config()},
+            "verbose": self.verbose,
+        }
+
+    # -- data ----------------------------------------------------------------------------------
+    def _inputs(self, X, what="X"):
+        """X as sequences of ids or vectors; raw texts are tokenized by the attached tokenizer."""
+        if isinstance(X, str):
+            raise TypeError(f"{what} must be a list of examples, got a single str; wrap it: [text]")
+        if X is None or not hasattr(X, "__len__"):
+            raise TypeError(f"{what} must be a list or array of sequences, got "
+                            f"{type(X).__name__}")
+        if len(X) and isinstance(X[0], str):
+            if self.tokenizer is None:
+                raise TypeError(f"{what} holds raw text but this model has no tokenizer: pass "
+                                "Tokenizer.transform(texts), or build the model with "
+                                "RNN(..., tokenizer=fitted_tokenizer)")
+            return self.tokenizer.transform(X)
+        return X
+
+    def _batch(self, X, idx):
+        x, lengths = iterator_registry.make_batch(X, idx)
+        first = self.layers[0]
+        if hasattr(first, "n_features"):
+            if x.dtype.kind != "i":
+                raise TypeError(f"{type(first).__name__} takes token ids (ints); got "
+                                f"{x.dtype} values")
+            lo, hi = int(x.min(initial=0)), int(x.max(initial=0))
+            if lo < 0 or hi >= first.n_features:
+                bad = hi if hi >= first.n_features else lo
+                raise ValueError(
+                    f"token id {bad} is outside the range of {type(first).__name__}(n_features="
+                    f"{first.n_features}) (valid ids 0..{first.n_features - 1}); set n_features "
+                    "to the tokenizer's n_features")
+        elif x.dtype.kind != "f" or x.ndim != 3 or x.shape[2] != first.size:
+            raise ValueError(f"Generic(size={first.size}) takes real-valued sequences of shape "
+                             f"(examples, time, {first.size}); got a batch of shape {x.shape}")
+        return (torch.from_numpy(x).to(self.device),
+                torch.from_numpy(lengths).to(self.device), lengths)
+
+    def _targets(self, Y, lengths):
+        if self.per_step:
+            return targets.prepare_per_step(Y, self.cost, self.out_size, lengths)
+        return targets.prepare(Y, self.cost, self.out_size)
+
+    def _target_batch(self, Y, idx):
+        if self.per_step:
+            y, _ = iterator_registry.make_batch(Y, idx)
+        else:
+            y = Y[idx]
+        return torch.from_numpy(y).to(self.device)
+
+    # -- training ------------------------------------------------------------------------------
+    def loss(self, x, lengths, y) -> torch.Tensor:
+        """The cost of one padded batch; per-step outputs count real steps only."""
+        out = self.model(x, lengths, pre_act=self._logits_cost is not None)
+        if out.dim() == 3:
+            mask = torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]
+            out, y = out[mask], y[mask]
+        return (self._logits_cost or self.cost)(y, out)
+
+    def fit(self, trX, trY, batch_size=None, n_epochs=1, len_filter=None, snapshot_freq=1,
+            path=None):
+        """Train on (trX, trY); returns the cost of every minibatch (as in 2015).
+
+        batch_size: examples per minibatch (default: the iterator's size, 64).
+        len_filter: e.g. ``LenFilter(max_len=500)`` to drop long training sequences (it says
+        how many); by default nothing is dropped.
+        path: save a snapshot to ``f"{path}.{epoch}"`` every ``snapshot_freq`` epochs.
+        """
+        X = self._inputs(trX, "trX")
+        if not hasattr(trY, "__len__"):
+            raise TypeError(f"trY must be a list or array of labels, got {type(trY).__name__}")
+        if len(X) != len(trY):
+            raise ValueError(f"trX has {len(X)} examples but trY has {len(trY)} labels: they "
+                             "must match one to one")
+        if len(X) == 0:
+            raise ValueError("cannot fit on an empty training set (trX has no examples)")
+        if len_filter is not None:
+            X, trY = len_filter.filter(X, trY)
+        lengths = iterator_registry.sequence_lengths(X)
+        Y = self._targets(trY, lengths)
+        if batch_size is not None:
+            self.iterator.size = batch_size
+        all_costs: list[float] = []
+        for epoch in range(n_epochs):
+            all_costs += self._run_epoch(X, Y, lengths, epoch, n_epochs)
+            if path and epoch % snapshot_freq == 0:
+                from passage.io import save  # io sits above models; imported only when used
+                save(self, f"{path}.{epoch}")
+        self.costs_ += all_costs
+        return all_costs
+
+    def _run_epoch(self, X, Y, lengths, epoch, n_epochs) -> list[float]:
+        self.model.train()
+        costs, seen, tokens, start, shown = [], 0, 0, time.time(), 0.0
+        for idx in self.iterator.batches(lengths, train=True, rng=self.rng):
+            x, lt, lengths_np = self._batch(X, idx)
+            loss = self.loss(x, lt, self._target_batch(Y, idx))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the cost became {loss.item()} in epoch {epoch}, batch {len(costs)}: "
+                    "lower the learning rate, set clipnorm on the updater, or scale the targets")
+            loss.backward()
+            self.updater.step(self.params)
+            costs.append(loss.item())
+            seen += len(idx)
+            tokens += int(lengths_np.sum())
+            now = time.time()
+            if self.verbose >= 2 and (now - shown > 0.5 or seen == len(lengths)):
+                shown = now
+                rate = seen / max(now - start, 1e-9)
+                sys.stdout.write(
+                    f"\rEpoch {epoch + 1}/{n_epochs} seen {seen}/{len(lengths)} cost "
+                    f"{np.mean(costs[-250:]):.4f} {tokens / max(now - start, 1e-9):,.0f} tok/s "
+                    f"left {(len(lengths) - seen) / rate:.0f}s ")
+                sys.stdout.flush()
+        self.last_epoch_ = {"seconds": time.time() - start, "tokens": tokens,
+                            "cost": float(np.mean(costs))}
+        if self.verbose >= 1:
+            end = "\n"
+            line = (f"Epoch {epoch + 1}/{n_epochs} cost {np.mean(costs):.4f} "
+                    f"{self.last_epoch_['seconds']:.1f}s "
+                    f"{tokens / max(self.last_epoch_['seconds'], 1e-9):,.0f} tok/s")
+            sys.stdout.write(("\r" + line + " " * 10 + end) if self.verbose >= 2 else line + end)
+            sys.stdout.flush()
+        return costs
+
+    # -- prediction ----------------------------------------------------------------------------
+    def predict(self, X, batch_size: int = 256):
+        """Outputs in the order of X: an array (examples, units), or for a model whose output is a
+        sequence, one (steps, units) array per example."""
+        X = self._inputs(X)
+        lengths = iterator_registry.sequence_lengths(X)
+        order_it = iterator_registry.SortedPadded(size=batch_size)
+        self.model.eval()
+        results: list = [None] * len(lengths)
+        with torch.inference_mode():
+            for idx in order_it.batches(lengths, train=False):
+                x, lt, lengths_np = self._batch(X, idx)
+                out = self.model(x, lt).float().cpu().numpy()
+                for j, i in enumerate(idx):
+                    results[i] = out[j, :lengths_np[j]] if self.per_step else out[j]
+        if self.per_step:
+            return results
+        return np.stack(results) if results else np.zeros((0, self.out_size), np.float32)
+

@@ -1,0 +1,97 @@
+"""The recurrent core shared by SimpleRecurrent, GatedRecurrent and LstmRecurrent.
+
+Batches are right-padded: each sequence's real steps come first, so a left-to-right scan never
+sees padding before a real step. The backward direction reverses each sequence within its own
+length, so the same holds. The state of a sequence is read at its own last real step. Hence
+padding never changes a result, and the fused kernels (oneDNN / cuDNN, via ``torch._VF``) run on
+the whole padded batch with no packing.
+
+Steeper gates sigmoid(3.75 a) run in the fused kernel too: the gate rows of the weights and
+biases are scaled by 3.75 before the call. ``scan_reference`` is the plain step-by-step loop that
+the fused path is tested against; it also runs activations the kernels lack.
+
+The weights follow PyTorch's layout: ``w_ih`` is (gates * size, n_in), gates ordered r, z, n for
+the GRU and i, f, g, o for the LSTM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+GATES = {"simple": 1, "gru": 3, "lstm": 4}
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence of ``x`` (batch, time, ...) within its length; padding stays put."""
+    t = torch.arange(x.shape[1], device=x.device)
+    idx = lengths.to(x.device)[:, None] - 1 - t[None, :]
+    idx = torch.where(idx >= 0, idx, t[None, :])
+    return x[torch.arange(x.shape[0], device=x.device)[:, None], idx]
+
+
+def last_step(out: torch.Tensor, lengths: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """Each sequence's output at its last real step; the initial state for empty sequences."""
+    lengths = lengths.to(out.device)
+    idx = (lengths - 1).clamp(min=0)
+    last = out[torch.arange(out.shape[0], device=out.device), idx]
+    return torch.where((lengths > 0)[:, None], last, h0.expand_as(last))
+
+
+def gate_scale_vector(kind: str, size: int, scale: float, device=None, dtype=None) -> torch.Tensor:
+    """Per-row factor that turns sigmoid(a) gates into sigmoid(scale * a) gates."""
+    ones = torch.ones(size, device=device, dtype=dtype)
+    if kind == "gru":  # r, z are gates; n is the candidate
+        parts = [ones * scale, ones * scale, ones]
+    elif kind == "lstm":  # i, f are gates, g the candidate, o a gate
+        parts = [ones * scale, ones * scale, ones, ones * scale]
+    else:
+        parts = [ones]
+    return torch.cat(parts)
+
+
+def scan_fused(kind: str, x: torch.Tensor, state: tuple[torch.Tensor, ...],
+               weights: list[torch.Tensor], relu: bool = False,
+               ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """All steps of one direction with PyTorch's fused kernel: (outputs, final state)."""
+    hx = tuple(s.unsqueeze(0).contiguous() for s in state)
+    args = (True, 1, 0.0, False, False, True)  # biases, layers, dropout, train, bidir, batch_first
+    if kind == "lstm":
+        out, h, c = torch._VF.lstm(x, hx, weights, *args)
+        return out, (h[0], c[0])
+    if kind == "gru":
+        out, h = torch._VF.gru(x, hx[0], weights, *args)
+    else:
+        rnn = torch._VF.rnn_relu if relu else torch._VF.rnn_tanh
+        out, h = rnn(x, hx[0], weights, *args)
+    return out, (h[0],)
+
+
+def scan_reference(kind: str, x: torch.Tensor, state: tuple[torch.Tensor, ...],
+                   weights: list[torch.Tensor], activation: Callable, gate_activation: Callable,
+                   truncate: int = -1) -> torch.Tensor:
+    """The readable step-by-step loop; ``truncate`` > 0 cuts gradients every that many steps."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    xw = x @ w_ih.T + b_ih  # the input projection of every step in one GEMM
+    h = state[0]
+    c = state[1] if kind == "lstm" else None
+    outs = []
+    for t in range(x.shape[1]):
+        if truncate > 0 and t > 0 and t % truncate == 0:
+            h = h.detach()
+            c = c.detach() if c is not None else None
+        hw = h @ w_hh.T + b_hh
+        if kind == "gru":
+            xr, xz, xn = xw[:, t].chunk(3, dim=-1)
+            hr, hz, hn = hw.chunk(3, dim=-1)
+            r, z = gate_activation(xr + hr), gate_activation(xz + hz)
+            h = (1 - z) * activation(xn + r * hn) + z * h
+        elif kind == "lstm":
+            i, f, g, o = (xw[:, t] + hw).chunk(4, dim=-1)
+            c = gate_activation(f) * c + gate_activation(i) * activation(g)
+            h = gate_activation(o) * activation(c)
+        else:
+            h = activation(xw[:, t] + hw)
+        outs.append(h)
+    return torch.stack(outs, dim=1)

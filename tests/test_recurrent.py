@@ -1,0 +1,136 @@
+"""The recurrent core: fused kernels against the step-by-step reference, finite differences,
+and padding invariance."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent, SimpleRecurrent
+from passage.models import RNN
+
+KINDS = [SimpleRecurrent, GatedRecurrent, LstmRecurrent]
+DIRECTIONS = ["forward", "backward", "bi"]
+
+
+def make(cls, direction, seq_output, **kw):
+    torch.manual_seed(0)
+    layer = cls(size=3, direction=direction, seq_output=seq_output, **kw)
+    layer.connect(2)
+    layer.double()
+    with torch.no_grad():  # non-zero biases and initial states exercise every term
+        for p in layer.parameters():
+            if p.dim() == 1:
+                p.normal_(0, 0.3)
+    return layer
+
+
+@pytest.mark.parametrize("cls", KINDS)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("seq_output", [False, True])
+def test_fused_matches_reference_forward_and_gradients(cls, direction, seq_output):
+    fused = make(cls, direction, seq_output)
+    ref = copy.deepcopy(fused)
+    ref.uses_kernel = False
+    assert fused.uses_kernel
+    x = torch.randn(4, 6, 2, dtype=torch.float64)
+    lengths = torch.tensor([6, 3, 1, 0])
+    out_f, _ = fused(x, lengths)
+    out_r, _ = ref(x, lengths)
+    torch.testing.assert_close(out_f, out_r, rtol=1e-10, atol=1e-10)
+    w = torch.randn_like(out_f)
+    (out_f * w).sum().backward()
+    (out_r * w).sum().backward()
+    for (name, pf), pr in zip(fused.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(pf.grad, pr.grad, rtol=1e-9, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("cls", KINDS)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_finite_difference_gradients(cls, direction):
+    layer = make(cls, direction, seq_output=True)
+    x = torch.randn(3, 4, 2, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([4, 2, 3])
+    params = list(layer.parameters())
+
+    def f(x, *ps):
+        for p, v in zip(params, ps, strict=True):
+            p.data = v
+        return layer(x, lengths)[0]
+
+    inputs = (x, *[p.detach().clone().requires_grad_() for p in params])
+    # torch's own gradcheck: analytic gradients against central finite differences
+    assert torch.autograd.gradcheck(
+        lambda x, *ps: torch.func.functional_call(
+            layer, {n: v for (n, _), v in zip(layer.named_parameters(), ps, strict=True)},
+            (x, lengths))[0],
+        inputs, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_steeper_gates_are_sigmoid_of_3_75(cls):
+    """The scaled-weights trick equals a loop that applies sigmoid(3.75 a) literally."""
+    from passage import activations
+
+    layer = make(cls, "forward", True)
+    ref = make(cls, "forward", True, fused=False)
+    ref.load_state_dict(layer.state_dict())
+    assert ref.gate_act is activations.steeper_sigmoid and not ref.uses_kernel
+    x = torch.randn(2, 5, 2, dtype=torch.float64)
+    lengths = torch.tensor([5, 4])
+    torch.testing.assert_close(layer(x, lengths)[0], ref(x, lengths)[0])
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_truncated_gradient_fused_matches_reference(cls):
+    fused = make(cls, "forward", True, truncate_gradient=2)
+    ref = copy.deepcopy(fused)
+    ref.uses_kernel = False
+    x = torch.randn(2, 7, 2, dtype=torch.float64)
+    lengths = torch.tensor([7, 5])
+    fused(x, lengths)[0].sum().backward()
+    ref(x, lengths)[0].sum().backward()
+    full = make(cls, "forward", True)
+    full(x, lengths)[0].sum().backward()
+    g_trunc, g_full = fused.directions[0].w_hh.grad, full.directions[0].w_hh.grad
+    torch.testing.assert_close(g_trunc, ref.directions[0].w_hh.grad)
+    assert not torch.allclose(g_trunc, g_full)  # truncation really cuts something
+
+
+def _model(cls, direction, depth, out=2):
+    layers = [Embedding(size=5, n_features=20)]
+    layers += [cls(size=4, direction=direction) for _ in range(depth)]
+    layers += [Dense(size=out, activation="softmax")]
+    return RNN(layers, cost="cce", verbose=0, seed=1)
+
+
+@pytest.mark.parametrize("cls", KINDS)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("depth", [1, 2])
+def test_padding_never_changes_a_prediction(cls, direction, depth):
+    model = _model(cls, direction, depth)
+    rng = np.random.default_rng(0)
+    short = [3, 7, 5]
+    others = [list(rng.integers(3, 20, size=n)) for n in (40, 25, 60, 2)]
+    alone = model.predict([short])
+    batch = model.predict([others[0], short, *others[1:]])
+    assert np.abs(alone[0] - batch[1]).max() <= 1e-5
+    # also with the training iterator's batching: same outputs whatever the neighbours
+    assert np.abs(model.predict([short], batch_size=1)[0] - alone[0]).max() <= 1e-5
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_empty_sequence_gets_a_prediction(cls):
+    model = _model(cls, "bi", 1)
+    p = model.predict([[], [3, 4]])
+    assert p.shape == (2, 2) and np.isfinite(p).all()
+    assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_stacking_just_works():
+    """A recurrent layer below another returns its sequence without being told."""
+    model = RNN([Embedding(4, 10), GatedRecurrent(4), LstmRecurrent(4, direction="bi"),
+                 Dense(1, "sigmoid")], "bce", verbose=0)
+    assert model.layers[1].sequence_out and not model.layers[2].sequence_out
+    assert model.predict([[3, 4, 5]]).shape == (1, 1)
