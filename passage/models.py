@@ -20,7 +20,7 @@ from torch import nn
 
 from passage import costs as cost_registry
 from passage import iterators as iterator_registry
-from passage import targets
+from passage import metrics, targets
 from passage import updates as updater_registry
 from passage.layers import Dense, Layer, output_size
 
@@ -184,13 +184,19 @@ class RNN:
         return (self._logits_cost or self.cost)(y, out)
 
     def fit(self, trX, trY, batch_size=None, n_epochs=1, len_filter=None, snapshot_freq=1,
-            path=None):
+            path=None, *, validation_data=None, validation_split=0.0, patience=None,
+            monitor="cost"):
         """Train on (trX, trY); returns the cost of every minibatch (as in 2015).
 
         batch_size: examples per minibatch (default: the iterator's size, 64).
         len_filter: e.g. ``LenFilter(max_len=500)`` to drop long training sequences (it says
         how many); by default nothing is dropped.
         path: save a snapshot to ``f"{path}.{epoch}"`` every ``snapshot_freq`` epochs.
+        validation_data: ``(X, Y)`` scored after every epoch; or ``validation_split``, a fraction
+        of the training data held out for it. With validation, the weights of the best epoch by
+        ``monitor`` ('cost', or a metric such as 'accuracy', 'roc_auc', 'r2') are restored at
+        the end, and training stops after ``patience`` epochs without improvement.
+        The per-epoch record (cost, time, tokens/s, validation metrics) is in ``history_``.
         """
         X = self._inputs(trX, "trX")
         if not hasattr(trY, "__len__"):
@@ -200,20 +206,79 @@ class RNN:
                              "must match one to one")
         if len(X) == 0:
             raise ValueError("cannot fit on an empty training set (trX has no examples)")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        if validation_split and validation_data is None:
+            perm = self.rng.permutation(len(X))
+            n_val = max(1, int(round(validation_split * len(X))))
+            val_idx, tr_idx = perm[:n_val], perm[n_val:]
+            validation_data = ([X[i] for i in val_idx], [trY[i] for i in val_idx])
+            X, trY = [X[i] for i in tr_idx], [trY[i] for i in tr_idx]
         if len_filter is not None:
             X, trY = len_filter.filter(X, trY)
         lengths = iterator_registry.sequence_lengths(X)
         Y = self._targets(trY, lengths)
         if batch_size is not None:
             self.iterator.size = batch_size
+        sign = -1.0 if monitor in ("cost", "mse", "mae") else 1.0  # larger is better after sign
+        best, best_state, waited = -np.inf, None, 0
+        self.history_ = getattr(self, "history_", [])
         all_costs: list[float] = []
         for epoch in range(n_epochs):
             all_costs += self._run_epoch(X, Y, lengths, epoch, n_epochs)
+            record = {"epoch": len(self.history_) + 1, **self.last_epoch_}
+            if validation_data is not None:
+                scores = self.evaluate(*validation_data)
+                record.update({f"val_{k}": v for k, v in scores.items()})
+                if monitor not in scores:
+                    raise ValueError(f"monitor={monitor!r} is not computed for this model; "
+                                     f"choose one of {sorted(scores)}")
+                if self.verbose >= 1:
+                    print("  validation " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+                if sign * scores[monitor] > best:
+                    best, waited, self.best_epoch_ = sign * scores[monitor], 0, record["epoch"]
+                    best_state = {k: v.detach().clone() for k, v in
+                                  self.model.state_dict().items()}
+                else:
+                    waited += 1
+            self.history_.append(record)
             if path and epoch % snapshot_freq == 0:
                 from passage.io import save  # io sits above models; imported only when used
                 save(self, f"{path}.{epoch}")
+            if patience is not None and waited >= patience:
+                if self.verbose >= 1:
+                    print(f"  no improvement in {patience} epochs: stopping")
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+            if self.verbose >= 1:
+                print(f"  kept epoch {self.best_epoch_} (best validation {monitor})")
         self.costs_ += all_costs
         return all_costs
+
+    def evaluate(self, X, Y) -> dict[str, float]:
+        """Validation cost and metrics: accuracy and ROC AUC (binary) or macro F1 (classes),
+        or MSE, MAE and R^2 for regression."""
+        X = self._inputs(X)
+        pred = self.predict(X)
+        if self.per_step:
+            lengths = iterator_registry.sequence_lengths(X)
+            y = np.concatenate(self._targets(Y, lengths))
+            pred = np.concatenate(pred) if len(pred) else pred
+        else:
+            y = self._targets(Y, iterator_registry.sequence_lengths(X))
+        with torch.no_grad():
+            cost = float(self.cost(torch.from_numpy(y), torch.from_numpy(pred)))
+        out = {"cost": cost}
+        if self.cost in (cost_registry.MeanSquaredError, cost_registry.MeanAbsoluteError):
+            out.update(mse=metrics.mse(y, pred), mae=metrics.mae(y, pred), r2=metrics.r2(y, pred))
+        elif self.cost is cost_registry.BinaryCrossEntropy and pred.shape[-1] == 1:
+            out["accuracy"] = metrics.accuracy(y, pred)
+            if len(np.unique(y)) == 2:
+                out["roc_auc"] = metrics.roc_auc(y, pred)
+        elif self.cost is cost_registry.CategoricalCrossEntropy:
+            out.update(accuracy=metrics.accuracy(y, pred), f1_macro=metrics.f1_macro(y, pred))
+        return out
 
     def _run_epoch(self, X, Y, lengths, epoch, n_epochs) -> list[float]:
         self.model.train()

@@ -1,7 +1,9 @@
 """Updaters (optimizers) with the 2015 names and arguments, run by ``torch.optim``.
 
-Every updater takes ``regularizer=Regularizer(l1, l2, maxnorm)`` and ``clipnorm`` (clip the
-global gradient norm to this value; 0 = off). The 2015 ``Adam(lr, b1, b2)`` counts b1 and b2 as
+Every updater takes ``regularizer=Regularizer(l1, l2, maxnorm)`` and ``clipnorm``: the global
+gradient norm is clipped to this value, 1.0 by default (2015: 0, off), because it is one of the
+talk's tricks and it matters: IMDB after one epoch, 78.9% test accuracy without, 89.0% with
+(benchmarks/imdb.py). ``clipnorm=0`` turns it off. The 2015 ``Adam(lr, b1, b2)`` counts b1 and b2 as
 1 - beta, so ``Adam(b1=0.1, b2=0.001)`` is Adam with betas (0.9, 0.999).
 
 >>> import torch
@@ -50,7 +52,7 @@ class Update:
 
     defaults: dict = {}
 
-    def __init__(self, regularizer: Regularizer | None = None, clipnorm: float = 0.0, **hyper):
+    def __init__(self, regularizer: Regularizer | None = None, clipnorm: float = 1.0, **hyper):
         self.regularizer = regularizer if regularizer is not None else Regularizer()
         self.clipnorm = clipnorm
         for k, v in {**self.defaults, **hyper}.items():

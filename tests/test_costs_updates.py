@@ -66,7 +66,7 @@ def test_every_updater_lowers_the_loss(name):
 def test_adam_b1_b2_mean_one_minus_beta():
     X, y = _problem()
     w1, w2 = torch.nn.Parameter(torch.zeros(5, 1)), torch.nn.Parameter(torch.zeros(5, 1))
-    ours = updates.Adam(lr=0.01, b1=0.2, b2=0.01)
+    ours = updates.Adam(lr=0.01, b1=0.2, b2=0.01, clipnorm=0)
     ref = torch.optim.Adam([w2], lr=0.01, betas=(0.8, 0.99), eps=1e-8)
     for _ in range(20):
         ((X @ w1 - y) ** 2).mean().backward()
@@ -88,3 +88,10 @@ def test_clipnorm_and_regularizer():
     w.sum().backward()
     opt.step([w])
     torch.testing.assert_close(w.norm(dim=1), torch.ones(2), atol=1e-5, rtol=1e-5)
+
+
+def test_clipping_is_on_by_default():
+    w = torch.nn.Parameter(torch.zeros(4))
+    (w * 100.0).sum().backward()
+    updates.SGD(lr=1.0).step([w])
+    assert w.norm().item() == pytest.approx(1.0)

@@ -193,3 +193,32 @@ def test_snapshots(tmp_path):
     m.fit([[3, 4], [5]], [1, 0], n_epochs=2, path=str(tmp_path / "snap"))
     assert sorted(os.listdir(tmp_path)) == ["snap.0", "snap.1"]
     assert np.array_equal(load(tmp_path / "snap.1").predict([[3]]), m.predict([[3]]))
+
+
+def test_validation_early_stopping_restores_best_epoch():
+    texts, labels = toy_text(300)
+    vtexts, vlabels = toy_text(100, seed=2)
+    tok = Tokenizer(min_df=1).fit(texts)
+    model = RNN([Embedding(16, tok.n_features), GatedRecurrent(16), Dense(1, "sigmoid")], "bce",
+                updater=Adam(lr=3e-2), verbose=0, seed=0, tokenizer=tok)
+    model.fit(texts, labels, n_epochs=12, validation_data=(vtexts, vlabels), patience=3)
+    hist = model.history_
+    assert {"val_cost", "val_accuracy", "val_roc_auc", "seconds", "tokens"} <= set(hist[0])
+    best = min(h["val_cost"] for h in hist)
+    assert model.best_epoch_ == [h["val_cost"] for h in hist].index(best) + 1
+    # the weights in the model are those of the best epoch, not the last one
+    assert model.evaluate(vtexts, vlabels)["cost"] == pytest.approx(best, rel=1e-5)
+    if len(hist) < 12:  # stopped early: exactly `patience` epochs after the best
+        assert len(hist) - model.best_epoch_ == 3
+
+
+def test_validation_split_and_regression_metrics():
+    rng = np.random.default_rng(0)
+    X = [list(rng.integers(3, 8, size=rng.integers(1, 8))) for _ in range(200)]
+    Y = [float(np.sum(np.array(x) == 5)) for x in X]
+    model = RNN([Embedding(8, 8), GatedRecurrent(8), Dense(1, "linear")], cost="mse",
+                updater=Adam(lr=1e-2), verbose=0, seed=0)
+    model.fit(X, Y, n_epochs=2, validation_split=0.25, monitor="r2")
+    assert {"val_mse", "val_mae", "val_r2"} <= set(model.history_[-1])
+    with pytest.raises(ValueError, match="monitor='roc_auc' is not computed"):
+        model.fit(X, Y, validation_split=0.25, monitor="roc_auc")
