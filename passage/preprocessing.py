@@ -86,6 +86,10 @@ class Tokenizer:
     # -- sklearn API -------------------------------------------------------------------------
     def fit(self, texts: Sequence[str]) -> Tokenizer:
         """Learn the vocabulary: tokens by document frequency, ties by first occurrence."""
+        self._fit_docs(self._split(self._check_fit(texts)))
+        return self
+
+    def _check_fit(self, texts) -> list[str]:
         if not isinstance(self.max_features, int) or self.max_features < 4:
             raise ValueError(f"max_features must be an int >= 4 (3 ids are reserved), "
                              f"got {self.max_features!r}")
@@ -94,13 +98,15 @@ class Tokenizer:
         texts = check_texts(texts)
         if not texts:
             raise ValueError("cannot fit a Tokenizer on an empty list of texts")
-        docs = self._split(texts)
+        return texts
+
+    def _fit_docs(self, docs: list[list[str]]) -> None:
+        tf: Counter[str] = Counter()  # a dict: its keys stay in order of first occurrence
         df: Counter[str] = Counter()
-        tf: Counter[str] = Counter()
         for doc in docs:
-            df.update(set(doc))
             tf.update(doc)
-        order = {tok: i for i, tok in enumerate(dict.fromkeys(t for doc in docs for t in doc))}
+            df.update(set(doc))
+        order = {tok: i for i, tok in enumerate(tf)}
         kept = [t for t, n in df.items() if n >= self.min_df]
         kept.sort(key=lambda t: (-df[t], order[t]))
         kept = kept[: self.max_features - len(SPECIAL)]
@@ -116,20 +122,24 @@ class Tokenizer:
                 f"Tokenizer kept {len(kept)} tokens (min_df={self.min_df}, max_features="
                 f"{self.max_features}): {self.unk_rate_:.0%} of the training tokens will be UNK. "
                 "For a small corpus lower min_df (e.g. Tokenizer(min_df=1)).",
-                UserWarning, stacklevel=2,
+                UserWarning, stacklevel=3,
             )
-        return self
+
+    def _encode(self, docs: list[list[str]]) -> list[list[int]]:
+        get = self.encoder.get
+        return [[get(tok, UNK) for tok in doc] for doc in docs]
 
     def transform(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids for each text; tokens outside the vocabulary become UNK (2)."""
         if not hasattr(self, "encoder"):
             raise RuntimeError("this Tokenizer is not fitted yet: call fit(texts) first")
-        get = self.encoder.get
-        return [[get(tok, UNK) for tok in doc] for doc in self._split(check_texts(texts))]
+        return self._encode(self._split(check_texts(texts)))
 
     def fit_transform(self, texts: Sequence[str]) -> list[list[int]]:
-        texts = check_texts(texts)
-        return self.fit(texts).transform(texts)
+        """``fit`` then ``transform``, splitting the texts only once."""
+        docs = self._split(self._check_fit(texts))
+        self._fit_docs(docs)
+        return self._encode(docs)
 
     def inverse_transform(self, codes: Sequence[Sequence[int]]) -> list[str]:
         """Ids back to text (words joined by spaces, characters joined directly)."""

@@ -222,3 +222,16 @@ def test_validation_split_and_regression_metrics():
     assert {"val_mse", "val_mae", "val_r2"} <= set(model.history_[-1])
     with pytest.raises(ValueError, match="monitor='roc_auc' is not computed"):
         model.fit(X, Y, validation_split=0.25, monitor="roc_auc")
+
+
+def test_dense_before_and_after_the_recurrent_stack():
+    """Deep input (Dense per step) and deep output, with dropout everywhere, train and predict."""
+    rng = np.random.default_rng(0)
+    X = [list(rng.integers(3, 9, size=rng.integers(2, 10))) for _ in range(200)]
+    Y = [int(8 in x) for x in X]
+    model = RNN([Embedding(8, 9), Dense(8, "tanh", p_drop=0.1),
+                 GatedRecurrent(12, direction="bi", p_drop=0.1, recurrent_dropout=0.2),
+                 Dense(8, "rectify", p_drop=0.1), Dense(1, "sigmoid")], "bce",
+                updater=Adam(lr=1e-2), verbose=0, seed=0)
+    model.fit(X, Y, n_epochs=8)
+    assert np.mean((model.predict(X)[:, 0] > 0.5) == Y) > 0.9
