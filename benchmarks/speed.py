@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import string
 import time
 from collections import Counter
 
@@ -24,23 +23,7 @@ from passage.datasets import load_imdb
 from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.models import RNN
 from passage.preprocessing import Tokenizer
-
-PUNCT = set(string.punctuation) | {"\n", "\t", "\u2019", "\u2018", "\u201c", "\u201d", "\u00b4"}
-
-
-def tokenize_2015(text):
-    out, w = [], ""
-    for ch in text:
-        if ch in PUNCT:
-            out += [w, ch]
-            w = ""
-        elif ch == " ":
-            out.append(w)
-            w = ""
-        else:
-            w += ch
-    out.append(w)
-    return [t for t in out if t]
+from passage.preprocessing import tokenize_reference as tokenize_2015
 
 
 def tokenizer_2015(train, test, max_features=9997, min_df=10):

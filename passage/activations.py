@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from passage.registry import lookup
+
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -73,11 +75,4 @@ GATE_SCALES: dict[str, float] = {"sigmoid": 1.0, "steeper_sigmoid": 3.75}
 
 def get(name: str) -> Activation:
     """The activation called ``name`` (case-insensitive); a clear error lists the valid names."""
-    if not isinstance(name, str):
-        raise TypeError(f"activation must be a name (str), got {type(name).__name__}")
-    try:
-        return ACTIVATIONS[name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown activation {name!r}; valid names: {', '.join(sorted(ACTIVATIONS))}"
-        ) from None
+    return lookup(ACTIVATIONS, name, "activation")

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import torch
 
+from passage.registry import lookup
+
 Init = Callable[[tuple[int, ...]], torch.Tensor]
 
 
@@ -50,10 +52,4 @@ INITS: dict[str, Init] = {f.__name__: f for f in (uniform, normal, orthogonal, i
 
 def get(name: str) -> Init:
     """The initialiser called ``name`` (case-insensitive); a clear error lists the valid names."""
-    if not isinstance(name, str):
-        raise TypeError(f"init must be a name (str), got {type(name).__name__}")
-    try:
-        return INITS[name.lower()]
-    except KeyError:
-        names = ", ".join(sorted(INITS))
-        raise ValueError(f"unknown init {name!r}; valid names: {names}") from None
+    return lookup(INITS, name, "init")

@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from passage.registry import lookup
+
 
 def sequence_lengths(X) -> np.ndarray:
     """Length of every sequence in X (a list of sequences or an array of shape (n, time, ...))."""
@@ -103,10 +105,4 @@ def get(iterator: str | Padded) -> Padded:
     """A fresh iterator for a name (case-insensitive), or ``iterator`` itself."""
     if isinstance(iterator, Padded):
         return iterator
-    if not isinstance(iterator, str):
-        raise TypeError(f"iterator must be a name or an iterator, got {type(iterator).__name__}")
-    try:
-        return ITERATORS[iterator.lower()]()
-    except KeyError:
-        names = ", ".join(c.__name__ for c in ITERATORS.values())
-        raise ValueError(f"unknown iterator {iterator!r}; valid names: {names}") from None
+    return lookup(ITERATORS, iterator, "iterator")()

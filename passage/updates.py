@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from passage.registry import lookup
+
 
 class Regularizer:
     """l1 / l2 penalties added to the gradient; ``maxnorm`` caps each unit's incoming weights."""
@@ -167,13 +169,7 @@ def get(updater: str | Update) -> Update:
     """A fresh updater for a name (case-insensitive), or ``updater`` itself."""
     if isinstance(updater, Update):
         return updater
-    if not isinstance(updater, str):
-        raise TypeError(f"updater must be a name or an Update, got {type(updater).__name__}")
-    try:
-        return UPDATERS[updater.lower()]()
-    except KeyError:
-        names = ", ".join(c.__name__ for c in UPDATERS.values())
-        raise ValueError(f"unknown updater {updater!r}; valid names: {names}") from None
+    return lookup(UPDATERS, updater, "updater")()
 
 
 def from_config(name: str, config: dict) -> Update:

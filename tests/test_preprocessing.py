@@ -1,27 +1,8 @@
-import string
-
 import numpy as np
 import pytest
 
 from passage.preprocessing import END, PAD, UNK, LenFilter, Tokenizer, tokenize
-
-PUNCT = set(string.punctuation) | {"\n", "\t", "\u2019", "\u2018", "\u201c", "\u201d", "\u00b4"}
-
-
-def tokenize_2015(text):
-    """The 2015 character loop, written out independently, as the reference for the regex."""
-    out, w = [], ""
-    for ch in text:
-        if ch in PUNCT:
-            out += [w, ch]
-            w = ""
-        elif ch == " ":
-            out.append(w)
-            w = ""
-        else:
-            w += ch
-    out.append(w)
-    return [t for t in out if t]
+from passage.preprocessing import tokenize_reference as tokenize_2015
 
 
 @pytest.mark.parametrize("text", [
