@@ -60,6 +60,8 @@ def save(model, path: str | os.PathLike, tokenizer=None) -> None:
         "model": model.get_config(),
         "tokenizer": tokenizer.get_config() if tokenizer is not None else None,
         "weights": sorted(state),
+        "target_scale": None if getattr(model, "target_scale_", None) is None else
+        [np.asarray(a).tolist() for a in model.target_scale_],
     }
 
     def write(tmp):
@@ -124,6 +126,8 @@ def load(path: str | os.PathLike, device=None):
                              f"needs {tuple(state[name].shape)}: the file is damaged")
         state[name] = torch.from_numpy(arr)
     model.model.load_state_dict(state)
+    if meta.get("target_scale") is not None:
+        model.target_scale_ = tuple(np.asarray(a, dtype=np.float32) for a in meta["target_scale"])
     return model
 
 

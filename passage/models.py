@@ -101,6 +101,7 @@ class RNN:
         fused = isinstance(last, Dense) and cost_registry.logits_cost(self.cost, last.activation)
         self._logits_cost = fused or None
         self.costs_: list[float] = []
+        self.target_scale_: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- structure ---------------------------------------------------------------------------
     def _returns_sequence(self) -> bool:
@@ -174,6 +175,22 @@ class RNN:
             y = Y[idx]
         return torch.from_numpy(y).to(self.device)
 
+    def _scale_targets(self, Y):
+        """Regression through a linear output trains on standardized targets (set on the first
+        fit, undone by predict): the cost starts near 1 whatever the labels' units."""
+        last = self.layers[-1]
+        regression = self.cost in (cost_registry.MeanSquaredError, cost_registry.MeanAbsoluteError)
+        if not (regression and isinstance(last, Dense) and last.activation.lower() == "linear"):
+            return Y
+        if self.target_scale_ is None:
+            flat = np.concatenate(Y) if self.per_step else Y
+            std = flat.std(axis=0)
+            self.target_scale_ = (flat.mean(axis=0), np.where(std > 0, std, 1.0))
+        mean, std = self.target_scale_
+        if self.per_step:
+            return [((y - mean) / std).astype(np.float32) for y in Y]
+        return ((Y - mean) / std).astype(np.float32)
+
     # -- training ------------------------------------------------------------------------------
     def loss(self, x, lengths, y) -> torch.Tensor:
         """The cost of one padded batch; per-step outputs count real steps only."""
@@ -218,6 +235,7 @@ class RNN:
             X, trY = len_filter.filter(X, trY)
         lengths = iterator_registry.sequence_lengths(X)
         Y = self._targets(trY, lengths)
+        Y = self._scale_targets(Y)
         if batch_size is not None:
             self.iterator.size = batch_size
         sign = -1.0 if monitor in ("cost", "mse", "mae") else 1.0  # larger is better after sign
@@ -328,6 +346,8 @@ class RNN:
             for idx in order_it.batches(lengths, train=False):
                 x, lt, lengths_np = self._batch(X, idx)
                 out = self.model(x, lt).float().cpu().numpy()
+                if self.target_scale_ is not None:  # back to the units of the labels
+                    out = out * self.target_scale_[1] + self.target_scale_[0]
                 for j, i in enumerate(idx):
                     results[i] = out[j, :lengths_np[j]] if self.per_step else out[j]
         if self.per_step:

@@ -235,3 +235,19 @@ def test_dense_before_and_after_the_recurrent_stack():
                 updater=Adam(lr=1e-2), verbose=0, seed=0)
     model.fit(X, Y, n_epochs=8)
     assert np.mean((model.predict(X)[:, 0] > 0.5) == Y) > 0.9
+
+
+def test_regression_targets_are_scaled_for_training_and_back_at_predict(tmp_path):
+    rng = np.random.default_rng(0)
+    X = [list(rng.integers(3, 8, size=rng.integers(1, 8))) for _ in range(300)]
+    Y = [1000.0 + 100.0 * np.sum(np.array(x) == 5) for x in X]  # large offset and scale
+    model = RNN([Embedding(8, 8), GatedRecurrent(16), Dense(1, "linear")], cost="mse",
+                updater=Adam(lr=1e-2), verbose=0, seed=0)
+    costs = model.fit(X, Y, n_epochs=10)
+    assert costs[0] < 5  # trained on standardized targets, not on values near 1000
+    mean, std = model.target_scale_
+    assert mean[0] == pytest.approx(np.mean(Y), rel=1e-5) and std[0] == pytest.approx(np.std(Y))
+    p = model.predict(X)[:, 0]
+    assert np.mean((p - Y) ** 2) < 0.25 * np.var(Y)  # in the labels' own units
+    save(model, tmp_path / "r.passage")
+    assert np.allclose(load(tmp_path / "r.passage").predict(X[:20]), model.predict(X[:20]))
