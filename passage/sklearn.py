@@ -1,0 +1,97 @@
+"""scikit-learn estimators that take raw text: ``RNNClassifier`` and ``RNNRegressor``.
+
+Tokenizer and model in one estimator, following the estimator contract (constructor arguments
+stored as given, work in ``fit``, fitted state ending in ``_``), so ``clone``, ``Pipeline`` and
+``GridSearchCV`` work. Needs scikit-learn (``pip install scikit-learn``).
+
+>>> clf = RNNClassifier(size=16, n_epochs=2, min_df=1, seed=0)
+>>> clf = clf.fit(["good fun", "bad bore", "good good", "bad awful"] * 10, [1, 0, 1, 0] * 10)
+>>> clf.predict(["good", "bad"]).tolist()
+[1, 0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent, SimpleRecurrent
+from passage.models import RNN
+from passage.preprocessing import Tokenizer, check_texts
+from passage.updates import Adam
+
+RECURRENT = {"gru": GatedRecurrent, "lstm": LstmRecurrent, "simple": SimpleRecurrent}
+
+
+class _TextRNN(BaseEstimator):
+    def __init__(self, size: int = 128, embedding_size: int = 128, layer: str = "gru",
+                 direction: str = "forward", n_epochs: int = 5, batch_size: int = 64,
+                 lr: float = 1e-3, min_df: int = 2, max_features: int = 20000,
+                 character: bool = False, validation_split: float = 0.1, patience: int = 2,
+                 seed: int | None = None, verbose: int = 0):
+        self.size, self.embedding_size, self.layer = size, embedding_size, layer
+        self.direction, self.n_epochs, self.batch_size = direction, n_epochs, batch_size
+        self.lr = lr
+        self.min_df, self.max_features, self.character = min_df, max_features, character
+        self.validation_split, self.patience = validation_split, patience
+        self.seed, self.verbose = seed, verbose
+
+    def _fit(self, texts, y, out_size: int, activation: str, cost: str):
+        texts = check_texts(texts, "X")
+        if len(texts) != len(y):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels")
+        if self.layer not in RECURRENT:
+            raise ValueError(f"layer must be one of {sorted(RECURRENT)}, got {self.layer!r}")
+        self.tokenizer_ = Tokenizer(max_features=self.max_features, min_df=self.min_df,
+                                    character=self.character)
+        tokens = self.tokenizer_.fit_transform(texts)
+        layers = [Embedding(self.embedding_size, self.tokenizer_.n_features),
+                  RECURRENT[self.layer](self.size, direction=self.direction),
+                  Dense(out_size, activation)]
+        self.model_ = RNN(layers, cost, updater=Adam(lr=self.lr), verbose=self.verbose,
+                          seed=self.seed, tokenizer=self.tokenizer_)
+        use_val = self.validation_split > 0 and len(texts) >= 20
+        self.model_.fit(tokens, y, batch_size=self.batch_size, n_epochs=self.n_epochs,
+                        validation_split=self.validation_split if use_val else 0.0,
+                        patience=self.patience if use_val else None)
+        return self
+
+    def _raw(self, X) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        return self.model_.predict(check_texts(X, "X"))
+
+
+class RNNClassifier(ClassifierMixin, _TextRNN):
+    """Text classifier: binary (sigmoid, bce) or multi-class (softmax, cce) from the labels."""
+
+    def fit(self, X, y):
+        classes, encoded = np.unique(np.asarray(y), return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"y has {len(classes)} class; a classifier needs at least 2")
+        self.classes_ = classes
+        if len(classes) == 2:
+            return self._fit(X, encoded, 1, "sigmoid", "bce")
+        return self._fit(X, encoded, len(classes), "softmax", "cce")
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        p = self._raw(X)
+        return np.hstack([1 - p, p]) if len(self.classes_) == 2 else p
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class RNNRegressor(RegressorMixin, _TextRNN):
+    """Text regressor (linear output, mse; targets standardized internally)."""
+
+    def fit(self, X, y):
+        y = np.asarray(y, dtype=np.float64)
+        self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+        return self._fit(X, y, self.n_outputs_, "linear", "mse")
+
+    def predict(self, X) -> np.ndarray:
+        p = self._raw(X)
+        return p[:, 0] if p.shape[1] == 1 and self.n_outputs_ == 1 else p
