@@ -27,27 +27,13 @@ import torch
 
 from passage import iterators, updates
 from passage import layers as layer_registry
+from passage.files import atomic_write
 from passage.models import RNN
 from passage.preprocessing import Tokenizer
 
 FORMAT = "passage-model"
 FORMAT_VERSION = 1
 _CONFIG = "passage.json"
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)``, fsync, then rename over ``path``: never a half-written file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save(model, path: str | os.PathLike, tokenizer=None) -> None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -22,6 +23,7 @@ from passage import costs as cost_registry
 from passage import iterators as iterator_registry
 from passage import metrics, targets
 from passage import updates as updater_registry
+from passage.checkpoint import load_checkpoint, save_checkpoint
 from passage.layers import Dense, Layer, output_size
 
 
@@ -202,7 +204,7 @@ class RNN:
 
     def fit(self, trX, trY, batch_size=None, n_epochs=1, len_filter=None, snapshot_freq=1,
             path=None, *, validation_data=None, validation_split=0.0, patience=None,
-            monitor="cost"):
+            monitor="cost", checkpoint=None, resume=False):
         """Train on (trX, trY); returns the cost of every minibatch (as in 2015).
 
         batch_size: examples per minibatch (default: the iterator's size, 64).
@@ -214,6 +216,8 @@ class RNN:
         ``monitor`` ('cost', or a metric such as 'accuracy', 'roc_auc', 'r2') are restored at
         the end, and training stops after ``patience`` epochs without improvement.
         The per-epoch record (cost, time, tokens/s, validation metrics) is in ``history_``.
+        checkpoint: a file written atomically after every epoch (weights, optimizer, random
+        state); with ``resume=True`` the same call continues after its last completed epoch.
         """
         X = self._inputs(trX, "trX")
         if not hasattr(trY, "__len__"):
@@ -242,7 +246,23 @@ class RNN:
         best, best_state, waited = -np.inf, None, 0
         self.history_ = getattr(self, "history_", [])
         all_costs: list[float] = []
-        for epoch in range(n_epochs):
+        start = 0
+        if resume and checkpoint and os.path.exists(checkpoint):
+            st = load_checkpoint(checkpoint)
+            self.model.load_state_dict(st["model"])
+            if st["optimizer"] is not None:
+                self.updater.load_state(self.params, st["optimizer"])
+            torch.set_rng_state(st["torch_rng"])
+            self.rng.bit_generator.state = st["numpy_rng"]
+            start, all_costs, self.history_ = st["epoch"] + 1, st["costs"], st["history"]
+            best, waited, best_state = st["best"], st["waited"], st["best_state"]
+            if st["best_epoch"] is not None:
+                self.best_epoch_ = st["best_epoch"]
+            if self.verbose >= 1:
+                print(f"resumed from {checkpoint} after epoch {start}")
+        for epoch in range(start, n_epochs):
+            if patience is not None and waited >= patience:
+                break
             all_costs += self._run_epoch(X, Y, lengths, epoch, n_epochs)
             record = {"epoch": len(self.history_) + 1, **self.last_epoch_}
             if validation_data is not None:
@@ -260,6 +280,15 @@ class RNN:
                 else:
                     waited += 1
             self.history_.append(record)
+            if checkpoint:
+                opt = self.updater.optimizer
+                save_checkpoint(checkpoint, {
+                    "epoch": epoch, "model": self.model.state_dict(),
+                    "optimizer": opt.state_dict() if opt is not None else None,
+                    "torch_rng": torch.get_rng_state(), "numpy_rng": self.rng.bit_generator.state,
+                    "costs": all_costs, "history": self.history_, "best": best,
+                    "waited": waited, "best_state": best_state,
+                    "best_epoch": getattr(self, "best_epoch_", None)})
             if path and epoch % snapshot_freq == 0:
                 from passage.io import save  # io sits above models; imported only when used
                 save(self, f"{path}.{epoch}")

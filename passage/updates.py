@@ -68,6 +68,13 @@ class Update:
     def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         raise NotImplementedError
 
+    def load_state(self, params: list[torch.Tensor], state: dict) -> None:
+        """Restore the optimizer's state (moments, step counts) from a checkpoint."""
+        params = [p for p in params if p.requires_grad]
+        if self.optimizer is None:
+            self.optimizer = self.make_optimizer(params)
+        self.optimizer.load_state_dict(state)
+
     def step(self, params: list[torch.Tensor]) -> float:
         """Apply one update from the gradients in ``params``; returns the gradient norm."""
         params = [p for p in params if p.requires_grad]
