@@ -8,6 +8,7 @@ A model saved with its tokenizer predicts straight from raw text.
 >>> from passage.layers import Embedding, GatedRecurrent, Dense
 >>> from passage.models import RNN
 >>> m = RNN([Embedding(4, 10), GatedRecurrent(4), Dense(1, 'sigmoid')], 'bce', verbose=0)
+>>> _ = m.fit([[3, 4], [5]], [1, 0])
 >>> path = os.path.join(tempfile.mkdtemp(), "m.passage")
 >>> save(m, path)
 >>> bool((load(path).predict([[3, 4]]) == m.predict([[3, 4]])).all())
@@ -112,6 +113,7 @@ def load(path: str | os.PathLike, device=None):
                              f"needs {tuple(state[name].shape)}: the file is damaged")
         state[name] = torch.from_numpy(arr)
     model.model.load_state_dict(state)
+    model.fitted_ = True
     if meta.get("target_scale") is not None:
         model.target_scale_ = tuple(np.asarray(a, dtype=np.float32) for a in meta["target_scale"])
     return model

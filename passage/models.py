@@ -27,6 +27,10 @@ from passage.checkpoint import load_checkpoint, save_checkpoint
 from passage.layers import Dense, Layer, output_size
 
 
+class NotFittedError(ValueError, AttributeError):
+    """Predicting with a model that was never trained (nor loaded)."""
+
+
 def default_device() -> torch.device:
     """CUDA when a GPU is present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -103,6 +107,7 @@ class RNN:
         fused = isinstance(last, Dense) and cost_registry.logits_cost(self.cost, last.activation)
         self._logits_cost = fused or None
         self.costs_: list[float] = []
+        self.fitted_ = False  # set by fit, load and resume
         self.target_scale_: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- structure ---------------------------------------------------------------------------
@@ -255,6 +260,7 @@ class RNN:
             torch.set_rng_state(st["torch_rng"])
             self.rng.bit_generator.state = st["numpy_rng"]
             start, all_costs, self.history_ = st["epoch"] + 1, st["costs"], st["history"]
+            self.fitted_ = True
             best, waited, best_state = st["best"], st["waited"], st["best_state"]
             if st["best_epoch"] is not None:
                 self.best_epoch_ = st["best_epoch"]
@@ -264,6 +270,7 @@ class RNN:
             if patience is not None and waited >= patience:
                 break
             all_costs += self._run_epoch(X, Y, lengths, epoch, n_epochs)
+            self.fitted_ = True
             record = {"epoch": len(self.history_) + 1, **self.last_epoch_}
             if validation_data is not None:
                 scores = self.evaluate(*validation_data)
@@ -366,6 +373,9 @@ class RNN:
     def predict(self, X, batch_size: int = 256):
         """Outputs in the order of X: an array (examples, units), or for a model whose output is a
         sequence, one (steps, units) array per example."""
+        if not self.fitted_:
+            raise NotFittedError("this RNN has not been trained: call fit(X, Y) first, or load a "
+                                 "trained model with passage.utils.load(path)")
         X = self._inputs(X)
         lengths = iterator_registry.sequence_lengths(X)
         order_it = iterator_registry.SortedPadded(size=batch_size)

@@ -112,8 +112,11 @@ def test_seeded_runs_are_reproducible():
     assert np.array_equal(*preds)
 
 
-def model_small(out=1, act="sigmoid", cost="bce"):
-    return RNN([Embedding(4, 10), GatedRecurrent(4), Dense(out, act)], cost, verbose=0)
+def model_small(out=1, act="sigmoid", cost="bce", fit=True):
+    model = RNN([Embedding(4, 10), GatedRecurrent(4), Dense(out, act)], cost, verbose=0)
+    if fit and out == 1:
+        model.fit([[3, 4], [5]], [1, 0])
+    return model
 
 
 @pytest.mark.parametrize("call, exc, match", [
@@ -251,3 +254,10 @@ def test_regression_targets_are_scaled_for_training_and_back_at_predict(tmp_path
     assert np.mean((p - Y) ** 2) < 0.25 * np.var(Y)  # in the labels' own units
     save(model, tmp_path / "r.passage")
     assert np.allclose(load(tmp_path / "r.passage").predict(X[:20]), model.predict(X[:20]))
+
+
+def test_predict_before_fit_is_a_clear_error():
+    from passage.models import NotFittedError
+
+    with pytest.raises(NotFittedError, match="not been trained: call fit"):
+        model_small(fit=False).predict([[3]])
