@@ -99,3 +99,46 @@ def logits_cost(cost: Cost, activation: str) -> Cost | None:
     if cost is CategoricalCrossEntropy and activation.lower() == "softmax":
         return lambda y, z: F.cross_entropy(z, y.long() if not torch.is_floating_point(y) else y)
     return None
+
+
+def class_weighted(cost: Cost, weights: torch.Tensor, logits: bool) -> Cost:
+    """``cost`` (binary or categorical cross-entropy) with each example's loss multiplied by the
+    weight of its class: ``weights[c]`` for class index c (binary: ``[w0, w1]``).
+
+    ``logits``: the model passes pre-activations (sigmoid/softmax not yet applied).
+
+    >>> w = torch.tensor([1.0, 3.0])
+    >>> y, p = torch.tensor([[1.0], [0.0]]), torch.tensor([[0.8], [0.2]])
+    >>> round(float(class_weighted(BinaryCrossEntropy, w, logits=False)(y, p)), 4)
+    0.4463
+    """
+    if cost is BinaryCrossEntropy:
+        def per_example(y, out):
+            if logits:
+                return F.binary_cross_entropy_with_logits(out, y, reduction="none"), y
+            p = out.clamp(_EPS, 1 - _EPS)
+            return -(y * torch.log(p) + (1 - y) * torch.log(1 - p)), y
+
+        def weight_of(y):  # soft labels interpolate between the two class weights
+            return weights[0] + (weights[1] - weights[0]) * y
+    elif cost is CategoricalCrossEntropy:
+        def per_example(y, out):
+            target = y if torch.is_floating_point(y) else y.long()
+            if logits:
+                return F.cross_entropy(out, target, reduction="none"), y
+            logp = torch.log(out.clamp_min(_EPS))
+            if torch.is_floating_point(y):
+                return -(y * logp).sum(-1), y
+            return -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1), y
+
+        def weight_of(y):
+            return (y * weights).sum(-1) if torch.is_floating_point(y) else weights[y.long()]
+    else:
+        raise ValueError("class weights need a classification cost (BinaryCrossEntropy or "
+                         f"CategoricalCrossEntropy), not {getattr(cost, '__name__', cost)}")
+
+    def weighted(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        loss, y = per_example(y_true, y_pred)
+        return (loss * weight_of(y).to(loss.dtype)).mean()
+
+    return weighted

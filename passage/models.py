@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
@@ -205,11 +204,49 @@ class RNN:
         if out.dim() == 3:
             mask = torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]
             out, y = out[mask], y[mask]
-        return (self._logits_cost or self.cost)(y, out)
+        cost = getattr(self, "_train_cost", None) if self.model.training else None
+        return (cost or self._logits_cost or self.cost)(y, out)
+
+    def _weighted_cost(self, class_weight, Y):
+        """The training cost with class weights applied (None: the plain cost)."""
+        if class_weight is None:
+            return None
+        if self.cost not in (cost_registry.BinaryCrossEntropy,
+                             cost_registry.CategoricalCrossEntropy) or (
+                self.cost is cost_registry.BinaryCrossEntropy and self.out_size != 1):
+            raise ValueError("class_weight needs a classifier: a 1-unit sigmoid output with "
+                             "cost='bce', or a softmax output with cost='cce'")
+        n = max(self.out_size, 2)
+        flat = np.concatenate(Y) if self.per_step else Y
+        if flat.dtype.kind == "f" and flat.ndim == 2 and flat.shape[1] > 1:  # rows of probs
+            classes = flat.argmax(1)
+        else:
+            classes = flat.reshape(len(flat), -1)[:, 0].round().astype(np.int64)
+        if isinstance(class_weight, str):
+            if class_weight != "balanced":
+                raise ValueError(f"class_weight must be 'balanced' or a dict {{class: weight}}, "
+                                 f"got {class_weight!r}")
+            counts = np.bincount(classes, minlength=n).astype(np.float64)
+            w = np.where(counts > 0, len(classes) / (n * np.maximum(counts, 1)), 1.0)
+        elif isinstance(class_weight, dict):
+            w = np.ones(n)
+            for k, v in class_weight.items():
+                if not isinstance(k, int | np.integer) or not 0 <= k < n:
+                    raise ValueError(f"class_weight key {k!r} is not a class index 0..{n - 1}: "
+                                     "keys are the integer labels given to fit")
+                if not np.isfinite(v) or v < 0:
+                    raise ValueError(f"class_weight[{k}] = {v!r}: weights must be >= 0")
+                w[k] = v
+        else:
+            raise TypeError(f"class_weight must be 'balanced' or a dict, got "
+                            f"{type(class_weight).__name__}")
+        return cost_registry.class_weighted(
+            self.cost, torch.tensor(w, dtype=torch.float32, device=self.device),
+            logits=self._logits_cost is not None)
 
     def fit(self, trX, trY, batch_size=None, n_epochs=1, len_filter=None, snapshot_freq=1,
             path=None, *, validation_data=None, validation_split=0.0, patience=None,
-            monitor="cost", checkpoint=None, resume=False):
+            monitor="cost", checkpoint=None, resume=False, class_weight=None):
         """Train on (trX, trY); returns the cost of every minibatch (as in 2015).
 
         batch_size: examples per minibatch (default: the iterator's size, 64).
@@ -223,6 +260,10 @@ class RNN:
         The per-epoch record (cost, time, tokens/s, validation metrics) is in ``history_``.
         checkpoint: a file written atomically after every epoch (weights, optimizer, random
         state); with ``resume=True`` the same call continues after its last completed epoch.
+        class_weight: for imbalanced classes, ``'balanced'`` (n / (classes * count)) or a dict
+        ``{class index: weight}``; each example's loss is scaled by its class's weight.
+        If the cost becomes NaN/inf, training stops with an error naming epoch and batch, and
+        the weights of the last completed epoch are put back (the checkpoint stays as it was).
         """
         X = self._inputs(trX, "trX")
         if not hasattr(trY, "__len__"):
@@ -245,6 +286,7 @@ class RNN:
         lengths = iterator_registry.sequence_lengths(X)
         Y = self._targets(trY, lengths)
         Y = self._scale_targets(Y)
+        self._train_cost = self._weighted_cost(class_weight, Y)
         if batch_size is not None:
             self.iterator.size = batch_size
         sign = -1.0 if monitor in ("cost", "mse", "mae") else 1.0  # larger is better after sign
@@ -269,7 +311,16 @@ class RNN:
         for epoch in range(start, n_epochs):
             if patience is not None and waited >= patience:
                 break
-            all_costs += self._run_epoch(X, Y, lengths, epoch, n_epochs)
+            good = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            try:
+                all_costs += self._run_epoch(X, Y, lengths, epoch, n_epochs)
+            except FloatingPointError as e:
+                self.model.load_state_dict(good)  # never leave NaN weights in the model
+                where = (f"; the last good checkpoint is {checkpoint!r}: after lowering the "
+                         "learning rate, fit again with resume=True" if checkpoint and
+                         os.path.exists(checkpoint) else "")
+                raise FloatingPointError(f"{e}. The weights from before epoch {epoch + 1} were "
+                                         f"restored{where}") from None
             self.fitted_ = True
             record = {"epoch": len(self.history_) + 1, **self.last_epoch_}
             if validation_data is not None:
@@ -336,37 +387,40 @@ class RNN:
 
     def _run_epoch(self, X, Y, lengths, epoch, n_epochs) -> list[float]:
         self.model.train()
-        costs, seen, tokens, start, shown = [], 0, 0, time.time(), 0.0
-        for idx in self.iterator.batches(lengths, train=True, rng=self.rng):
-            x, lt, lengths_np = self._batch(X, idx)
-            loss = self.loss(x, lt, self._target_batch(Y, idx))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the cost became {loss.item()} in epoch {epoch}, batch {len(costs)}: "
-                    "lower the learning rate, set clipnorm on the updater, or scale the targets")
-            loss.backward()
-            self.updater.step(self.params)
-            costs.append(loss.item())
-            seen += len(idx)
-            tokens += int(lengths_np.sum())
-            now = time.time()
-            if self.verbose >= 2 and (now - shown > 0.5 or seen == len(lengths)):
-                shown = now
-                rate = seen / max(now - start, 1e-9)
-                sys.stdout.write(
-                    f"\rEpoch {epoch + 1}/{n_epochs} seen {seen}/{len(lengths)} cost "
-                    f"{np.mean(costs[-250:]):.4f} {tokens / max(now - start, 1e-9):,.0f} tok/s "
-                    f"left {(len(lengths) - seen) / rate:.0f}s ")
-                sys.stdout.flush()
+        costs, tokens, start = [], 0, time.time()
+        bar = None
+        if self.verbose >= 2:  # a live bar with cost, tokens/s and ETA (stderr, like tqdm)
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(lengths), desc=f"Epoch {epoch + 1}/{n_epochs}", unit="ex",
+                       leave=False, mininterval=0.5, dynamic_ncols=True)
+        try:
+            for idx in self.iterator.batches(lengths, train=True, rng=self.rng):
+                x, lt, lengths_np = self._batch(X, idx)
+                loss = self.loss(x, lt, self._target_batch(Y, idx))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the cost became {loss.item()} in epoch {epoch + 1}, batch "
+                        f"{len(costs) + 1}: lower the learning rate, set clipnorm on the "
+                        "updater, or scale the targets")
+                loss.backward()
+                self.updater.step(self.params)
+                costs.append(loss.item())
+                tokens += int(lengths_np.sum())
+                if bar is not None:
+                    bar.update(len(idx))
+                    bar.set_postfix_str(f"cost {np.mean(costs[-250:]):.4f} "
+                                        f"{tokens / max(time.time() - start, 1e-9):,.0f} tok/s",
+                                        refresh=False)
+        finally:
+            if bar is not None:
+                bar.refresh()
+                bar.close()
         self.last_epoch_ = {"seconds": time.time() - start, "tokens": tokens,
                             "cost": float(np.mean(costs))}
         if self.verbose >= 1:
-            end = "\n"
-            line = (f"Epoch {epoch + 1}/{n_epochs} cost {np.mean(costs):.4f} "
-                    f"{self.last_epoch_['seconds']:.1f}s "
-                    f"{tokens / max(self.last_epoch_['seconds'], 1e-9):,.0f} tok/s")
-            sys.stdout.write(("\r" + line + " " * 10 + end) if self.verbose >= 2 else line + end)
-            sys.stdout.flush()
+            print(f"Epoch {epoch + 1}/{n_epochs} cost {np.mean(costs):.4f} "
+                  f"{self.last_epoch_['seconds']:.1f}s "
+                  f"{tokens / max(self.last_epoch_['seconds'], 1e-9):,.0f} tok/s", flush=True)
         return costs
 
     # -- prediction ----------------------------------------------------------------------------

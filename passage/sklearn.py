@@ -29,15 +29,22 @@ class _TextRNN(BaseEstimator):
                  direction: str = "forward", n_epochs: int = 5, batch_size: int = 64,
                  lr: float = 1e-3, min_df: int = 2, max_features: int = 20000,
                  character: bool = False, validation_split: float = 0.1, patience: int = 2,
-                 seed: int | None = None, verbose: int = 0):
+                 seed: int | None = None, verbose: int = 0, class_weight=None):
         self.size, self.embedding_size, self.layer = size, embedding_size, layer
         self.direction, self.n_epochs, self.batch_size = direction, n_epochs, batch_size
         self.lr = lr
         self.min_df, self.max_features, self.character = min_df, max_features, character
         self.validation_split, self.patience = validation_split, patience
         self.seed, self.verbose = seed, verbose
+        self.class_weight = class_weight  # classifiers only: 'balanced' or {label: weight}
 
-    def _fit(self, texts, y, out_size: int, activation: str, cost: str):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # X is a list of raw texts, not a numeric matrix
+        tags.input_tags.string = True
+        return tags
+
+    def _fit(self, texts, y, out_size: int, activation: str, cost: str, class_weight=None):
         texts = check_texts(texts, "X")
         if len(texts) != len(y):
             raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels")
@@ -54,7 +61,7 @@ class _TextRNN(BaseEstimator):
         use_val = self.validation_split > 0 and len(texts) >= 20
         self.model_.fit(tokens, y, batch_size=self.batch_size, n_epochs=self.n_epochs,
                         validation_split=self.validation_split if use_val else 0.0,
-                        patience=self.patience if use_val else None)
+                        patience=self.patience if use_val else None, class_weight=class_weight)
         return self
 
     def _raw(self, X) -> np.ndarray:
@@ -66,13 +73,21 @@ class RNNClassifier(ClassifierMixin, _TextRNN):
     """Text classifier: binary (sigmoid, bce) or multi-class (softmax, cce) from the labels."""
 
     def fit(self, X, y):
+        _check_y(y)
         classes, encoded = np.unique(np.asarray(y), return_inverse=True)
         if len(classes) < 2:
             raise ValueError(f"y has {len(classes)} class; a classifier needs at least 2")
         self.classes_ = classes
+        weights = self.class_weight
+        if isinstance(weights, dict):  # keyed by the labels given; the model wants indices
+            unknown = [k for k in weights if k not in set(classes.tolist())]
+            if unknown:
+                raise ValueError(f"class_weight has labels {unknown} that are not in y "
+                                 f"(classes: {classes.tolist()})")
+            weights = {int(np.flatnonzero(classes == k)[0]): v for k, v in weights.items()}
         if len(classes) == 2:
-            return self._fit(X, encoded, 1, "sigmoid", "bce")
-        return self._fit(X, encoded, len(classes), "softmax", "cce")
+            return self._fit(X, encoded, 1, "sigmoid", "bce", weights)
+        return self._fit(X, encoded, len(classes), "softmax", "cce", weights)
 
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self, "classes_")
@@ -88,6 +103,9 @@ class RNNRegressor(RegressorMixin, _TextRNN):
     """Text regressor (linear output, mse; targets standardized internally)."""
 
     def fit(self, X, y):
+        _check_y(y)
+        if self.class_weight is not None:
+            raise ValueError("class_weight is for classifiers; RNNRegressor does not use it")
         y = np.asarray(y, dtype=np.float64)
         self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
         return self._fit(X, y, self.n_outputs_, "linear", "mse")
@@ -95,3 +113,9 @@ class RNNRegressor(RegressorMixin, _TextRNN):
     def predict(self, X) -> np.ndarray:
         p = self._raw(X)
         return p[:, 0] if p.shape[1] == 1 and self.n_outputs_ == 1 else p
+
+
+def _check_y(y) -> None:
+    if y is None:
+        raise ValueError("this estimator requires y to be passed, but the target y is None: "
+                         "call fit(texts, labels)")

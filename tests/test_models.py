@@ -261,3 +261,26 @@ def test_predict_before_fit_is_a_clear_error():
 
     with pytest.raises(NotFittedError, match="not been trained: call fit"):
         model_small(fit=False).predict([[3]])
+
+
+def test_unknown_layer_in_a_model_file(tmp_path):
+    m = model_small()
+    path = tmp_path / "m.passage"
+    save(m, path)
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["passage.json"] = files["passage.json"].replace(b'"GatedRecurrent"', b'"MyGRU"')
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in files.items():
+            z.writestr(n, data)
+    with pytest.raises(ValueError, match="layer 'MyGRU', which is not registered"):
+        load(path)
+
+
+def test_per_step_labels_must_match_steps():
+    m = RNN([Embedding(4, 10), GatedRecurrent(4, seq_output=True), Dense(3, "softmax")], "cce",
+            verbose=0)
+    with pytest.raises(ValueError, match="example 1 has 1 steps but 2 labels"):
+        m.fit([[3, 4], [5]], [[0, 1], [2, 2]])
+    with pytest.raises(ValueError, match="one label per step"):
+        m.fit([[3, 4], [5]], [1, 0])

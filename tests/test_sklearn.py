@@ -57,3 +57,50 @@ def test_regressor_and_errors():
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
         RNNClassifier().predict(["x"])
+
+
+API_CHECKS = ["check_estimator_cloneable", "check_estimator_repr",
+              "check_no_attributes_set_in_init",
+              "check_parameters_default_constructible", "check_get_params_invariance",
+              "check_set_params", "check_do_not_raise_errors_in_init_or_set_params",
+              "check_mixin_order", "check_valid_tag_types", "check_estimator_tags_renamed"]
+
+
+@pytest.mark.parametrize("name", API_CHECKS)
+@pytest.mark.parametrize("Est", [RNNClassifier, RNNRegressor])
+def test_sklearn_api_checks(Est, name):
+    # sklearn's check_estimator runs only check_estimator_cloneable for estimators tagged as
+    # taking strings; its numeric-data checks do not apply to raw text. These API checks do.
+    from sklearn.utils import estimator_checks
+    getattr(estimator_checks, name)(Est.__name__, Est(size=4, embedding_size=4, n_epochs=1))
+
+
+def test_text_versions_of_data_checks():
+    X, y = texts(60)
+    clf = RNNClassifier(size=8, embedding_size=8, n_epochs=2, min_df=1, seed=0)
+    assert clf.fit(X, y) is clf  # fit returns self
+    params = clf.get_params()
+    p1 = clf.predict_proba(X)
+    assert clf.get_params() == params  # predict does not change parameters
+    perm = np.random.default_rng(1).permutation(len(X))
+    np.testing.assert_allclose(clf.predict_proba([X[i] for i in perm]), p1[perm], atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(X[:7]), p1[:7], atol=1e-6)  # subsets
+    p2 = clone(clf).fit(X, y).predict_proba(X)  # seeded fit is idempotent
+    np.testing.assert_allclose(p1, p2, atol=1e-6)
+    with pytest.raises(ValueError, match="requires y"):
+        clf.fit(X, None)
+    with pytest.raises(ValueError, match="empty"):
+        RNNRegressor().fit([], [])
+    with pytest.raises(ValueError, match="finite"):
+        RNNRegressor(min_df=1).fit(["a b", "c d"], [1.0, float("inf")])
+
+
+def test_class_weight_by_label():
+    X, y = texts(60)
+    clf = RNNClassifier(size=8, embedding_size=8, n_epochs=1, min_df=1, seed=0,
+                        class_weight={"neg": 2.0, "pos": 0.5})
+    assert clf.fit(X, y).predict(X[:3]).shape == (3,)
+    with pytest.raises(ValueError, match="not in y"):
+        clone(clf).set_params(class_weight={"bad": 1.0}).fit(X, y)
+    with pytest.raises(ValueError, match="for classifiers"):
+        RNNRegressor(class_weight="balanced").fit(["a", "b"], [1.0, 2.0])
