@@ -29,17 +29,26 @@ import torch
 from passage import iterators, updates
 from passage import layers as layer_registry
 from passage.files import atomic_write
+from passage.lm import LanguageModel
 from passage.models import RNN
 from passage.preprocessing import Tokenizer
 
 FORMAT = "passage-model"
 FORMAT_VERSION = 1
 _CONFIG = "passage.json"
+MODELS = {"RNN": RNN, "LanguageModel": LanguageModel}  # what ``load`` can rebuild, by name
 
 
-def save(model, path: str | os.PathLike, tokenizer=None) -> None:
-    """Write ``model`` (and ``tokenizer``, or the model's own) to ``path``."""
+def save(model, path: str | os.PathLike, tokenizer=None, extra: dict | None = None) -> None:
+    """Write ``model`` (and ``tokenizer``, or the model's own) to ``path``.
+
+    extra: optional JSON-able metadata kept in the file (e.g. class names); ``load`` gives it
+    back as ``model.extra_`` (default: the model's own ``extra_``, so a re-save keeps it).
+    """
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    extra = extra if extra is not None else getattr(model, "extra_", None)
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
     state = {k: v.detach().cpu().numpy() for k, v in model.model.state_dict().items()}
     meta = {
         "format": FORMAT,
@@ -49,11 +58,18 @@ def save(model, path: str | os.PathLike, tokenizer=None) -> None:
         "weights": sorted(state),
         "target_scale": None if getattr(model, "target_scale_", None) is None else
         [np.asarray(a).tolist() for a in model.target_scale_],
+        "extra": extra,
     }
+    try:
+        json.dumps(extra, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"extra must hold plain JSON data (dict, list, str, finite numbers, "
+                        f"bool, None): {e}") from None
+    config = json.dumps(meta, indent=1)
 
     def write(tmp):
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr(_CONFIG, json.dumps(meta, indent=1))
+            z.writestr(_CONFIG, config)
             for name, arr in state.items():
                 buf = io.BytesIO()
                 np.save(buf, arr, allow_pickle=False)
@@ -101,8 +117,13 @@ def load(path: str | os.PathLike, device=None):
                          "import the module that defines it (passage.layers.register)") from None
     tok = Tokenizer.from_config(meta["tokenizer"]) if meta.get("tokenizer") else None
     it = iterators.ITERATORS[cfg["iterator"]["name"].lower()](**cfg["iterator"]["config"])
-    model = RNN(layers, cfg["cost"], updater=updates.from_config(**cfg["updater"]),
-                verbose=cfg["verbose"], iterator=it, device=device, tokenizer=tok)
+    cls = MODELS.get(cfg.get("class", "RNN"))
+    if cls is None:
+        raise ValueError(f"model file holds a {cfg['class']!r}, which this Passage does not "
+                         f"know (known: {', '.join(MODELS)})")
+    model = cls(layers, cfg["cost"], updater=updates.from_config(**cfg["updater"]),
+                verbose=cfg["verbose"], iterator=it, device=device, tokenizer=tok,
+                **cfg.get("options", {}))
     state = model.model.state_dict()
     if set(state) != set(weights):
         raise ValueError(f"{os.fspath(path)!r} does not match its own config (weights "
@@ -116,6 +137,7 @@ def load(path: str | os.PathLike, device=None):
     model.fitted_ = True
     if meta.get("target_scale") is not None:
         model.target_scale_ = tuple(np.asarray(a, dtype=np.float32) for a in meta["target_scale"])
+    model.extra_ = meta.get("extra")  # None for files written without it
     return model
 
 

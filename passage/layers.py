@@ -78,24 +78,57 @@ class Layer(nn.Module):
 
 
 class Embedding(Layer):
-    """Token ids -> learned vectors of ``size``. ``weights`` may be a (n_features, size) array."""
+    """Token ids -> learned vectors of ``size``. ``weights`` may be a (n_features, size) array,
+    e.g. pretrained vectors from ``passage.vectors.load_vectors``; ``trainable=False`` freezes
+    them."""
 
     is_input = True
 
     def __init__(self, size: int = 128, n_features: int = 256, init: str = "uniform",
-                 weights=None):
+                 weights=None, trainable: bool = True):
         super().__init__()
         self.size, self.n_features, self.init, self.weights = size, n_features, init, weights
+        self.trainable = trainable
         _check_positive(self, size=size, n_features=n_features)
         inits.get(init)  # an unknown name fails here, not at connect
 
     def connect(self, n_in: int = 0) -> None:
         super().connect(n_in)
-        self.weight = nn.Parameter(inits.get(self.init)((self.n_features, self.size)))
+        self.weight = nn.Parameter(inits.get(self.init)((self.n_features, self.size)),
+                                   requires_grad=self.trainable)
         self._set_weights()
 
     def forward(self, x, lengths):
         return F.embedding(x, self.weight), lengths
+
+
+class FeatureEmbedding(Embedding):
+    """Several ids per step -> their vectors concatenated: e.g. a word, its suffixes and its
+    shape for a tagger (``passage.tagging.WordFeatures``). Input (batch, time, n_slots) ids,
+    output ``size * n_slots`` features per step.
+
+    >>> import torch
+    >>> emb = FeatureEmbedding(size=4, n_features=20, n_slots=3)
+    >>> emb.connect()
+    >>> tuple(emb(torch.zeros(2, 5, 3, dtype=torch.long), torch.tensor([5, 2]))[0].shape)
+    (2, 5, 12)
+    """
+
+    def __init__(self, size: int = 64, n_features: int = 256, n_slots: int = 1,
+                 init: str = "uniform", weights=None):
+        super().__init__(size, n_features, init, weights)
+        self.n_slots = n_slots
+        _check_positive(self, n_slots=n_slots)
+
+    @property
+    def out_size(self) -> int:
+        return self.size * self.n_slots
+
+    def forward(self, x, lengths):
+        if x.dim() != 3 or x.shape[-1] != self.n_slots:
+            raise ValueError(f"FeatureEmbedding(n_slots={self.n_slots}) takes (examples, steps, "
+                             f"{self.n_slots}) ids; got shape {tuple(x.shape)}")
+        return F.embedding(x, self.weight).flatten(2), lengths
 
 
 class OneHot(Layer):
@@ -211,8 +244,9 @@ class _Recurrent(Layer):
             _Direction(self.kind, n_in, self.size, self.init) for _ in self.reversed)
         self._set_weights()
 
-    def _scan(self, d: _Direction, x: torch.Tensor) -> torch.Tensor:
-        state = d.initial_state(x.shape[0])
+    def _scan(self, d: _Direction, x: torch.Tensor, state=None):
+        """One direction over the padded batch: (outputs, final state)."""
+        state = d.initial_state(x.shape[0]) if state is None else state
         w_hh = d.w_hh
         if self.recurrent_dropout > 0 and self.training:  # DropConnect: keeps the fused kernel
             w_hh = F.dropout(w_hh, self.recurrent_dropout, True)
@@ -227,23 +261,29 @@ class _Recurrent(Layer):
                        weights[2] * s, weights[3] * s]
         relu = self.activation.lower() in ("rectify", "relu")
         if k <= 0 or k >= x.shape[1]:
-            return scan_fused(self.kind, x, state, weights, relu)[0]
+            return scan_fused(self.kind, x, state, weights, relu)
         outs = []
         for start in range(0, x.shape[1], k):  # truncated BPTT: cut gradients every k steps
             if start:
                 state = tuple(s.detach() for s in state)
             out, state = scan_fused(self.kind, x[:, start:start + k], state, weights, relu)
             outs.append(out)
-        return torch.cat(outs, dim=1)
+        return torch.cat(outs, dim=1), state
 
-    def forward(self, x, lengths):
+    def forward(self, x, lengths, state=None, return_state: bool = False):
+        """(x, lengths) -> (outputs, lengths). With ``return_state`` (forward direction, equal
+        lengths: how a language model reads a stream) it starts from ``state`` (None: the
+        learned initial state) and also returns its final state, to carry into the next call."""
         if x.dim() != 3:
             raise ValueError(f"{type(self).__name__} needs a sequence (batch, time, features) "
                              f"but got a tensor of shape {tuple(x.shape)}")
+        if return_state and (self.reversed != (False,) or bool((lengths != x.shape[1]).any())):
+            raise ValueError("carrying state across calls needs a forward-only recurrent layer "
+                             "and sequences of equal length")
         x = F.dropout(x, self.p_drop, self.training)
         outs = []
         for d, rev in zip(self.directions, self.reversed, strict=True):
-            out = self._scan(d, reverse_padded(x, lengths) if rev else x)
+            out, final = self._scan(d, reverse_padded(x, lengths) if rev else x, state)
             if self.sequence_out:
                 outs.append(reverse_padded(out, lengths) if rev else out)
             else:
@@ -253,7 +293,7 @@ class _Recurrent(Layer):
             mask = torch.arange(out.shape[1], device=out.device)[None, :] < lengths.to(
                 out.device)[:, None]
             out = out * mask[..., None].to(out.dtype)
-        return out, lengths
+        return (out, lengths, final) if return_state else (out, lengths)
 
 
 class SimpleRecurrent(_Recurrent):
@@ -302,8 +342,8 @@ class LstmRecurrent(_Recurrent):
 
 
 LAYERS: dict[str, type[Layer]] = {
-    c.__name__: c for c in (Embedding, OneHot, Generic, Dense, SimpleRecurrent, GatedRecurrent,
-                            LstmRecurrent)
+    c.__name__: c for c in (Embedding, FeatureEmbedding, OneHot, Generic, Dense, SimpleRecurrent,
+                            GatedRecurrent, LstmRecurrent)
 }
 
 
@@ -315,7 +355,7 @@ def register(cls: type[Layer]) -> type[Layer]:
 
 def output_size(layer: Layer) -> int:
     """Number of features a connected layer outputs per example (or per step)."""
-    return layer.out_size if isinstance(layer, _Recurrent) else layer.size
+    return getattr(layer, "out_size", layer.size)
 
 
 def _check_positive(layer: Layer, **sizes: int) -> None:

@@ -42,9 +42,17 @@ class Stack(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, x, lengths, pre_act: bool = False):
+    def forward(self, x, lengths, pre_act: bool = False, states: list | None = None):
+        """Outputs of the last layer. ``states`` (one entry per recurrent layer, None for its
+        learned initial state) makes the recurrent layers start from it; the list is then
+        updated in place with their final states, as a language model carries state."""
+        k = 0
         for layer in self.layers[:-1]:
-            x, lengths = layer(x, lengths)
+            if states is not None and layer.is_recurrent:
+                x, lengths, states[k] = layer(x, lengths, state=states[k], return_state=True)
+                k += 1
+            else:
+                x, lengths = layer(x, lengths)
         last = self.layers[-1]
         return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
 
@@ -64,7 +72,7 @@ def build_stack(layers: list[Layer]) -> Stack:
                    "cannot start a model: begin with Embedding, OneHot or Generic"))
     if not hasattr(layers[0], "n_in"):
         layers[0].connect(0)
-    n_in = layers[0].size
+    n_in = output_size(layers[0])
     for i, layer in enumerate(layers[1:], start=1):
         if layer.is_recurrent:
             layer.sequence_out = layer.seq_output or any(lr.is_recurrent for lr in layers[i + 1:])
@@ -309,7 +317,7 @@ class RNN:
             if self.verbose >= 1:
                 print(f"resumed from {checkpoint} after epoch {start}")
         for epoch in range(start, n_epochs):
-            if patience is not None and waited >= patience:
+            if patience is not None and waited and waited >= patience:
                 break
             good = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             try:
@@ -350,7 +358,7 @@ class RNN:
             if path and epoch % snapshot_freq == 0:
                 from passage.io import save  # io sits above models; imported only when used
                 save(self, f"{path}.{epoch}")
-            if patience is not None and waited >= patience:
+            if patience is not None and waited and waited >= patience:
                 if self.verbose >= 1:
                     print(f"  no improvement in {patience} epochs: stopping")
                 break

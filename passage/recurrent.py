@@ -70,8 +70,9 @@ def scan_fused(kind: str, x: torch.Tensor, state: tuple[torch.Tensor, ...],
 
 def scan_reference(kind: str, x: torch.Tensor, state: tuple[torch.Tensor, ...],
                    weights: list[torch.Tensor], activation: Callable, gate_activation: Callable,
-                   truncate: int = -1) -> torch.Tensor:
-    """The readable step-by-step loop; ``truncate`` > 0 cuts gradients every that many steps."""
+                   truncate: int = -1) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The readable step-by-step loop: (outputs, final state); ``truncate`` > 0 cuts gradients
+    every that many steps."""
     w_ih, w_hh, b_ih, b_hh = weights
     xw = x @ w_ih.T + b_ih  # the input projection of every step in one GEMM
     h = state[0]
@@ -94,4 +95,5 @@ def scan_reference(kind: str, x: torch.Tensor, state: tuple[torch.Tensor, ...],
         else:
             h = activation(xw[:, t] + hw)
         outs.append(h)
-    return torch.stack(outs, dim=1)
+    final = (h, c) if kind == "lstm" else (h,)
+    return torch.stack(outs, dim=1), final

@@ -92,3 +92,13 @@ def test_progress_bar_shows_epoch_cost_and_rate(capsys):
     quiet = RNN([Embedding(4, 10), GatedRecurrent(4), Dense(1, "sigmoid")], "bce", verbose=0)
     quiet.fit([[3, 4], [5]], [1, 0])
     assert capsys.readouterr() == ("", "")
+
+
+def test_patience_zero_stops_at_the_first_epoch_without_improvement():
+    m = RNN([Embedding(4, 10), GatedRecurrent(4), Dense(1, "sigmoid")], "bce", verbose=0,
+            seed=0)
+    X, Y = [[3, 4], [5]] * 20, [1, 0] * 20
+    m.fit(X, Y, n_epochs=3, validation_data=(X, Y), patience=0)
+    assert len(m.history_) >= 1  # trains; stops only after an epoch that did not improve
+    costs = [h["val_cost"] for h in m.history_]
+    assert all(b < a for a, b in zip(costs[:-2], costs[1:-1], strict=False))

@@ -1,0 +1,96 @@
+"""IMDB transfer: a classifier from a pretrained language model vs the same one from scratch.
+
+    python benchmarks/transfer.py --data ../shared/data/imdb
+
+A word-level LM (Embedding 128 -> GRU 128 -> softmax, tied embeddings) is pretrained on the
+unlabelled reviews plus the training texts (no labels); then, with only 1,000 and 5,000
+labelled training reviews, a classifier built from it (``passage.transfer``) and one with the
+same layers trained from scratch are fit (10% of the labelled set for early stopping) and
+scored on the full 25k test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import time
+
+import numpy as np
+
+from passage.datasets import load_imdb
+from passage.layers import Dense, Embedding, GatedRecurrent
+from passage.lm import LanguageModel
+from passage.metrics import accuracy, roc_auc
+from passage.models import RNN
+from passage.preprocessing import Tokenizer
+from passage.transfer import from_language_model
+from passage.updates import Adam
+
+
+def classifier_fit(model, X, Y, epochs):
+    t = time.time()
+    model.fit(X, Y, n_epochs=epochs, validation_split=0.1, patience=2)
+    return time.time() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../shared/data/imdb")
+    ap.add_argument("--pretrain-docs", type=int, default=75000,
+                    help="unlabelled + train reviews to pretrain on (at most 75,000)")
+    ap.add_argument("--pretrain-epochs", type=int, default=1)
+    ap.add_argument("--sizes", default="1000,5000")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--max-features", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    trX, trY = load_imdb(args.data, "train")
+    teX, teY = load_imdb(args.data, "test")
+    with gzip.open(os.path.join(args.data, "unsup.jsonl.gz"), "rt", encoding="utf-8") as f:
+        unsup = [json.loads(line)["text"] for line in f]
+    pool = unsup + trX
+    pool = [pool[i] for i in rng.permutation(len(pool))[:args.pretrain_docs]]
+    tok = Tokenizer(max_features=args.max_features, min_df=5).fit(pool)
+    t = time.time()
+    stream = tok.transform(pool)
+    print(f"pretraining text: {len(pool):,} reviews, {sum(map(len, stream)):,} tokens, "
+          f"vocabulary {tok.n_features:,} (tokenized in {time.time() - t:.0f}s)")
+    lm = LanguageModel([Embedding(128, tok.n_features), GatedRecurrent(128, p_drop=0.1),
+                        Dense(tok.n_features, "softmax", p_drop=0.1)],
+                       updater=Adam(lr=2e-3), verbose=1, seed=args.seed, seq_len=50,
+                       tie_weights=True, tokenizer=tok)
+    t = time.time()
+    lm.fit(stream, n_epochs=args.pretrain_epochs, batch_size=64)
+    pre_secs = time.time() - t
+    print(f"pretrained in {pre_secs / 60:.1f} min")
+    teT = tok.transform(teX)
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        idx = rng.permutation(len(trX))[:n]
+        X, Y = tok.transform([trX[i] for i in idx]), [trY[i] for i in idx]
+        for name in ("pretrained LM", "from scratch"):
+            if name == "from scratch":
+                model = RNN([Embedding(128, tok.n_features), GatedRecurrent(128),
+                             Dense(1, "sigmoid")], "bce", updater=Adam(lr=1e-3), verbose=0,
+                            seed=args.seed, tokenizer=tok)
+            else:
+                model = from_language_model(lm, [Dense(1, "sigmoid")], "bce",
+                                            updater=Adam(lr=1e-3), verbose=0, seed=args.seed)
+            secs = classifier_fit(model, X, Y, args.epochs)
+            p = model.predict(teT)
+            rows.append((n, name, accuracy(np.array(teY), p), roc_auc(np.array(teY), p), secs,
+                         model.best_epoch_))
+            print(f"{n:>6} labels  {name:<14} test accuracy {rows[-1][2]:.2%}  ROC AUC "
+                  f"{rows[-1][3]:.4f}  ({secs:.0f}s, kept epoch {rows[-1][5]})", flush=True)
+    print("\n| labelled reviews | classifier | test accuracy | ROC AUC | fit seconds |")
+    print("|---|---|---|---|---|")
+    for n, name, acc, auc, secs, _ in rows:
+        print(f"| {n:,} | {name} | {acc:.2%} | {auc:.4f} | {secs:.0f} |")
+    print(f"(pretraining: {pre_secs / 60:.1f} min, not included above)")
+
+
+if __name__ == "__main__":
+    main()

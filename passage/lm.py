@@ -1,0 +1,236 @@
+"""Language models: next-token training on a token stream with truncated BPTT, and generation.
+
+Documents are joined into one stream (END between them) and cut into ``batch_size`` parallel
+rows; each step trains on the next ``seq_len`` tokens of every row. The recurrent state is
+carried from one segment to the next (so the model sees context beyond a segment) while
+gradients stop at segment borders: truncated backpropagation through time.
+
+>>> from passage.layers import Embedding, GatedRecurrent, Dense
+>>> from passage.updates import Adam
+>>> lm = LanguageModel([Embedding(8, 6), GatedRecurrent(8), Dense(6, "softmax")],
+...                    updater=Adam(lr=0.02), verbose=0, seed=0, seq_len=4)
+>>> _ = lm.fit([[3, 4, 5]] * 40, n_epochs=10, batch_size=4)  # stream: 3 4 5 END 3 4 5 END ...
+>>> lm.generate([3, 4], n=5, temperature=0)
+[5, 1, 3, 4, 5]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from passage.layers import Dense
+from passage.models import RNN
+from passage.preprocessing import END
+
+
+class LanguageModel(RNN):
+    """An RNN that predicts each next token: ``fit`` on texts or id lists, ``evaluate`` gives
+    perplexity and bits per token, ``generate`` samples a continuation.
+
+    layers: an input layer (Embedding or OneHot), forward recurrent layers, Dense(n_features,
+    'softmax'). seq_len: tokens per truncated-BPTT segment. carry_state: pass the state from
+    one segment to the next (True) or restart every segment from the learned initial state.
+    tie_weights: the output layer shares the Embedding's matrix (needs the last recurrent
+    layer's size equal to the embedding size).
+    """
+
+    def __init__(self, layers, cost="cce", updater="Adam", verbose=2, Y=None,
+                 iterator="SortedPadded", *, device=None, seed=None, tokenizer=None,
+                 seq_len: int = 35, carry_state: bool = True, tie_weights: bool = False):
+        layers = list(layers)
+        for layer in layers[1:-1]:
+            if layer.is_recurrent:
+                if layer.reversed != (False,):
+                    raise ValueError("a language model reads left to right: its recurrent "
+                                     "layers need direction='forward'")
+                layer.seq_output = layer.sequence_out = True
+        super().__init__(layers, cost, updater, verbose, Y, iterator, device=device, seed=seed,
+                         tokenizer=tokenizer)
+        first, last = self.layers[0], self.layers[-1]
+        n = getattr(first, "n_features", None)
+        if n is None or not isinstance(last, Dense) or last.size != n or \
+                last.activation.lower() != "softmax" or self._logits_cost is None:
+            raise ValueError("a language model needs Embedding/OneHot(n_features=V) first, "
+                             "Dense(V, 'softmax') last and cost='cce'")
+        if not isinstance(seq_len, int) or seq_len < 1:
+            raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
+        self.seq_len, self.carry_state, self.tie_weights = seq_len, carry_state, tie_weights
+        if tie_weights:
+            if not hasattr(first, "weight") or last.w.shape != first.weight.shape:
+                raise ValueError(
+                    f"tie_weights needs an Embedding whose size equals the input of the output "
+                    f"layer ({last.n_in}); got {type(first).__name__} of size {first.size}")
+            last.w = first.weight  # one Parameter, two uses
+        self.per_step = True
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "class": "LanguageModel",
+                "options": {"seq_len": self.seq_len, "carry_state": self.carry_state,
+                            "tie_weights": self.tie_weights}}
+
+    # -- data ----------------------------------------------------------------------------------
+    def stream(self, docs) -> np.ndarray:
+        """Texts (with a tokenizer) or id lists as one int64 stream, END after each document.
+        A 1-d array of ids is taken as a stream as it is."""
+        if isinstance(docs, np.ndarray) and docs.ndim == 1 and docs.dtype.kind in "iu":
+            return docs.astype(np.int64)
+        docs = self._inputs(docs, "X")
+        parts = []
+        for d in docs:
+            parts += [np.asarray(d, dtype=np.int64), np.array([END])]
+        if not parts:
+            raise ValueError("cannot train a language model on an empty list of documents")
+        ids = np.concatenate(parts)
+        n = self.layers[0].n_features
+        if ids.min() < 0 or ids.max() >= n:
+            raise ValueError(f"token ids must be in 0..{n - 1} (the input layer's n_features)")
+        return ids
+
+    def _rows(self, ids: np.ndarray, batch_size: int) -> torch.Tensor:
+        """The stream as ``batch_size`` contiguous rows (the tail that does not fit is dropped)."""
+        width = len(ids) // batch_size
+        if width < 2:
+            raise ValueError(f"the stream has {len(ids)} tokens, too few for {batch_size} rows: "
+                             "lower batch_size")
+        return torch.from_numpy(ids[:width * batch_size].reshape(batch_size, width)).to(
+            self.device)
+
+    def _segments(self, rows: torch.Tensor):
+        for t in range(0, rows.shape[1] - 1, self.seq_len):
+            x = rows[:, t:t + self.seq_len]
+            y = rows[:, t + 1:t + 1 + x.shape[1]]
+            yield x[:, :y.shape[1]], y
+
+    def _segment_loss(self, x, y, states):
+        lengths = torch.full((x.shape[0],), x.shape[1], device=self.device)
+        if not self.carry_state:
+            states = [None] * len(states)
+        logits = self.model(x, lengths, pre_act=True, states=states)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    def _n_recurrent(self) -> int:
+        return sum(layer.is_recurrent for layer in self.layers)
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, X, n_epochs: int = 1, batch_size: int = 32, *, validation_data=None,
+            patience: int | None = None, lr_decay: float = 1.0):
+        """Train on documents ``X`` (texts or id lists, or one id stream); returns the cost of
+        every segment. With ``validation_data`` (documents), perplexity is reported each epoch,
+        the best epoch's weights are kept, training stops after ``patience`` epochs without
+        improvement, and the learning rate is multiplied by ``lr_decay`` after each of them."""
+        rows = self._rows(self.stream(X), batch_size)
+        val = self.stream(validation_data) if validation_data is not None else None
+        self.history_ = getattr(self, "history_", [])
+        costs, best, best_state, waited = [], math.inf, None, 0
+        for epoch in range(n_epochs):
+            self.model.train()
+            states: list = [None] * self._n_recurrent()
+            start, ep_costs = time.time(), []
+            n_seg = math.ceil((rows.shape[1] - 1) / self.seq_len)
+            bar = self._bar(n_seg, epoch, n_epochs)
+            for x, y in self._segments(rows):
+                states = [None if s is None else tuple(t.detach() for t in s) for s in states]
+                loss = self._segment_loss(x, y, states)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"the cost became {loss.item()} in epoch "
+                                             f"{epoch + 1}: lower the learning rate")
+                loss.backward()
+                self.updater.step(self.params)
+                ep_costs.append(loss.item())
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"ppl {math.exp(np.mean(ep_costs[-100:])):.1f}",
+                                        refresh=False)
+            if bar is not None:
+                bar.close()
+            self.fitted_ = True
+            costs += ep_costs
+            secs = time.time() - start
+            record = {"epoch": len(self.history_) + 1, "cost": float(np.mean(ep_costs)),
+                      "seconds": secs, "tokens_per_s": rows.numel() / secs}
+            if val is not None:
+                scores = self.evaluate(val)
+                record.update({f"val_{k}": v for k, v in scores.items()})
+                if scores["cost"] < best:
+                    best, waited, self.best_epoch_ = scores["cost"], 0, record["epoch"]
+                    best_state = {k: v.detach().clone() for k, v in
+                                  self.model.state_dict().items()}
+                else:
+                    waited += 1
+                    if lr_decay != 1.0 and self.updater.optimizer is not None:
+                        for g in self.updater.optimizer.param_groups:
+                            g["lr"] *= lr_decay
+            self.history_.append(record)
+            if self.verbose >= 1:
+                print("Epoch {epoch}/{n} cost {cost:.4f} ppl {ppl:.1f} {seconds:.0f}s".format(
+                    n=n_epochs, ppl=math.exp(record["cost"]), **record) +
+                    (f"  validation ppl {record['val_perplexity']:.2f}" if val is not None
+                     else ""), flush=True)
+            if patience is not None and waited >= patience:
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.costs_ += costs
+        return costs
+
+    def _bar(self, total, epoch, n_epochs):
+        if self.verbose < 2:
+            return None
+        from tqdm.auto import tqdm
+        return tqdm(total=total, desc=f"Epoch {epoch + 1}/{n_epochs}", unit="seg", leave=False,
+                    mininterval=0.5, dynamic_ncols=True)
+
+    @torch.no_grad()
+    def evaluate(self, X, batch_size: int = 10) -> dict[str, float]:
+        """Mean cost per predicted token (nats), perplexity and bits per token on documents X
+        (or an id stream), reading it as ``batch_size`` rows with state carried throughout."""
+        self.model.eval()
+        rows = self._rows(self.stream(X), batch_size)
+        states: list = [None] * self._n_recurrent()
+        total, count = 0.0, 0
+        for x, y in self._segments(rows):
+            loss = self._segment_loss(x, y, states)
+            total, count = total + loss.item() * y.numel(), count + y.numel()
+        cost = total / count
+        return {"cost": cost, "perplexity": math.exp(cost), "bits": cost / math.log(2)}
+
+    # -- generation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompt=(), n: int = 100, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None):
+        """Continue ``prompt`` (a text if the model has a tokenizer, else a list of ids) by ``n``
+        sampled tokens; returns the continuation in the same form. ``temperature`` 0 always
+        takes the most likely token; ``top_k`` samples among the k most likely only."""
+        if not self.fitted_:
+            raise ValueError("this language model has not been trained: call fit first")
+        if temperature < 0 or (top_k is not None and top_k < 1):
+            raise ValueError("temperature must be >= 0 and top_k a positive int or None")
+        text = isinstance(prompt, str)
+        ids = self._inputs([prompt])[0] if text else list(prompt)
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
+        self.model.eval()
+        states: list = [None] * self._n_recurrent()
+        feed, out = [END, *ids], []
+        for _ in range(n):
+            x = torch.tensor([feed], device=self.device)
+            logits = self.model(x, torch.tensor([len(feed)], device=self.device), pre_act=True,
+                                states=states)[0, -1].float().cpu()
+            if temperature == 0:
+                nxt = int(logits.argmax())
+            else:
+                logits = logits / temperature
+                if top_k is not None and top_k < len(logits):
+                    cut = torch.topk(logits, top_k).values[-1]
+                    logits = logits.masked_fill(logits < cut, -math.inf)
+                nxt = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen))
+            out.append(nxt)
+            feed = [nxt]
+        if text and self.tokenizer is not None:
+            return self.tokenizer.inverse_transform([out])[0]
+        return out

@@ -1,0 +1,181 @@
+"""Labels: infer the task from them and map class names to ids and back.
+
+Two distinct values make a binary task (the larger one, in sorted order, is the positive class);
+a few distinct integers or any strings make classes; floats or many integers make a regression.
+Class names are kept as they were given (``"pos"``, ``7``), so a saved model predicts them back.
+
+>>> coding = LabelCoding.fit(["pos", "neg", "pos"])
+>>> coding.task, coding.classes
+('binary', ['neg', 'pos'])
+>>> coding.encode(["pos", "neg"]).tolist()
+[1, 0]
+>>> infer_task(["1", "2", "3", "2"]), infer_task([0.5, 1.5, 2.25])
+('multiclass', 'regression')
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+TASKS = ("binary", "multiclass", "regression")
+MAX_CLASSES = 20  # integer labels with at most this many distinct values are classes
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def canonical(value):
+    """The comparable form of a label: numbers (also numbers written as text) or a stripped str.
+
+    >>> canonical(" 7 "), canonical("2.50"), canonical(3.0), canonical("pos")
+    (7, 2.5, 3, 'pos')
+    """
+    if isinstance(value, bool | int | np.integer):
+        return value if isinstance(value, bool) else int(value)
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            raise ValueError(f"label {value!r} is not a finite number")
+        return int(value) if float(value).is_integer() else float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if _INT.fullmatch(text):
+            return int(text)
+        if _FLOAT.fullmatch(text):
+            return canonical(float(text))
+        return text
+    raise ValueError(f"label {value!r} ({type(value).__name__}) is neither a number nor a string")
+
+
+def _is_number(key) -> bool:
+    return isinstance(key, int | float)
+
+
+def _sort_key(key):
+    return (0, float(key), "") if _is_number(key) else (1, 0.0, str(key))
+
+
+def _show(values, limit: int = 6) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def infer_task(labels) -> str:
+    """'binary', 'multiclass' or 'regression' from the labels alone."""
+    distinct = {canonical(v) for v in labels}
+    if len(distinct) < 2:
+        raise ValueError(f"every label is {next(iter(distinct), None)!r}: a model needs at "
+                         "least 2 different labels")
+    if len(distinct) == 2:
+        return "binary"
+    if all(_is_number(k) for k in distinct):
+        if all(isinstance(k, int) for k in distinct) and len(distinct) <= MAX_CLASSES:
+            return "multiclass"
+        return "regression"
+    return "multiclass"
+
+
+@dataclass
+class LabelCoding:
+    """A task and, for classification, its class names (index = class id)."""
+
+    task: str
+    classes: list | None = None
+
+    @classmethod
+    def fit(cls, labels, task: str = "auto") -> LabelCoding:
+        """Infer the task (unless given) and collect the classes, sorted."""
+        if task not in (*TASKS, "auto"):
+            raise ValueError(f"task must be 'auto' or one of {', '.join(TASKS)}; got {task!r}")
+        labels = list(labels)
+        if not labels:
+            raise ValueError("no labels to learn from")
+        task = infer_task(labels) if task == "auto" else task
+        if task == "regression":
+            bad = [v for v in labels if not _is_number(canonical(v))]
+            if bad:
+                raise ValueError(f"regression needs numeric labels, found {bad[0]!r}; use "
+                                 "--task multiclass (or binary) for class names")
+            return cls("regression")
+        names: dict = {}
+        for v in labels:
+            k = canonical(v)  # plain Python numbers, so the names can be saved as JSON
+            names.setdefault(k, v.strip() if isinstance(v, str) else k)
+        keys = sorted(names, key=_sort_key)
+        if task == "binary" and len(keys) != 2:
+            raise ValueError(f"a binary task needs exactly 2 different labels, found "
+                             f"{len(keys)}: {_show(keys)}; use --task multiclass or regression")
+        if len(keys) < 2:
+            raise ValueError(f"every label is {keys[0]!r}: a classifier needs at least 2 "
+                             "different labels")
+        return cls(task, [names[k] for k in keys])
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes) if self.task == "multiclass" else 1
+
+    def encode(self, labels) -> np.ndarray:
+        """Class ids (int64) for classification, float32 values for regression."""
+        if self.task == "regression":
+            keys = [canonical(v) for v in labels]
+            for v, k in zip(labels, keys, strict=True):
+                if not _is_number(k):
+                    raise ValueError(f"label {v!r} is not a number, but this model does "
+                                     "regression")
+            return np.asarray(keys, dtype=np.float32)
+        index = {canonical(c): i for i, c in enumerate(self.classes)}
+        ids = np.empty(len(labels), dtype=np.int64)
+        for i, v in enumerate(labels):
+            k = canonical(v)
+            if k not in index:
+                raise ValueError(f"label {v!r} (text {i + 1}) is not one of the model's classes: "
+                                 f"{_show(self.classes)}")
+            ids[i] = index[k]
+        return ids
+
+    def decode(self, ids) -> list:
+        """Class names for class ids."""
+        return [self.classes[int(i)] for i in ids]
+
+    def output_ids(self, outputs: np.ndarray) -> np.ndarray:
+        """Model outputs (examples, units) -> class ids, or the predicted values (regression)."""
+        outputs = np.asarray(outputs)
+        if self.task == "regression":
+            return outputs[:, 0]
+        if self.task == "binary":
+            return (outputs[:, -1] > 0.5).astype(np.int64)
+        return outputs.argmax(axis=1)
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray | None:
+        """(examples, classes) probabilities for classification; None for regression."""
+        outputs = np.asarray(outputs, dtype=np.float64)
+        if self.task == "regression":
+            return None
+        if self.task == "binary":
+            p = outputs[:, -1]
+            return np.stack([1.0 - p, p], axis=1)
+        return outputs
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "classes": self.classes}
+
+    @classmethod
+    def from_model(cls, model) -> LabelCoding:
+        """The coding saved with a model (``model.extra_``), or one read off its output layer."""
+        extra = getattr(model, "extra_", None) or {}
+        if extra.get("task") in TASKS:
+            return cls(extra["task"], extra.get("classes"))
+        last = model.layers[-1]
+        activation = str(getattr(last, "activation", "")).lower()
+        size = getattr(last, "size", 0)
+        if activation == "sigmoid" and size == 1:
+            return cls("binary", [0, 1])
+        if activation == "softmax" and size > 1:
+            return cls("multiclass", list(range(size)))
+        if activation == "linear" and size == 1:
+            return cls("regression")
+        raise ValueError(f"cannot tell what this model predicts (output {type(last).__name__} "
+                         f"size {size}, activation {activation!r}); the command line handles "
+                         "single-output text models (sigmoid, softmax or linear)")

@@ -1,0 +1,238 @@
+"""Sequence tagging: one label per token (part of speech, entities) with a bidirectional RNN.
+
+``read_conllu`` reads Universal Dependencies files; ``WordFeatures`` turns tokens into a few ids
+each (the lowercased word, its last characters, its shape), so words never seen in training
+still get tagged from their endings and capitalisation; ``Tagger`` puts features, a
+bidirectional recurrent stack and a per-token softmax together. Padding is masked in the loss,
+the metrics and the predictions: a sentence gets the same tags alone or in a batch.
+
+>>> X = [["The", "cat", "sat"], ["A", "dog", "ran"], ["The", "dog", "sat"]] * 20
+>>> Y = [["DET", "NOUN", "VERB"]] * 60
+>>> tagger = Tagger(size=16, embedding_size=8, n_epochs=3, seed=0).fit(X, Y)
+>>> tagger.predict([["A", "cat", "ran"]])
+[['DET', 'NOUN', 'VERB']]
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections import Counter
+
+import numpy as np
+
+from passage.layers import Dense, FeatureEmbedding, GatedRecurrent, LstmRecurrent
+from passage.models import RNN
+from passage.updates import Adam
+
+
+def read_conllu(path: str | os.PathLike, column: str = "upos"):
+    """(sentences, tags) from a CoNLL-U file (gzip if .gz): token forms and the ``column``
+    ('upos' or 'xpos') of every word; multiword-token ranges and empty nodes are skipped."""
+    col = {"upos": 3, "xpos": 4}.get(column)
+    if col is None:
+        raise ValueError(f"column must be 'upos' or 'xpos', got {column!r}")
+    opener = gzip.open if os.fspath(path).endswith(".gz") else open
+    sentences, tags, words, labels = [], [], [], []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line:
+                if words:
+                    sentences.append(words)
+                    tags.append(labels)
+                words, labels = [], []
+                continue
+            if line.startswith("#"):
+                continue
+            cells = line.split("\t")
+            if len(cells) != 10:
+                raise ValueError(f"{os.fspath(path)}:{n}: expected 10 tab-separated columns "
+                                 f"(CoNLL-U), got {len(cells)}")
+            if "-" in cells[0] or "." in cells[0]:
+                continue
+            words.append(cells[1])
+            labels.append(cells[col])
+    if words:
+        sentences.append(words)
+        tags.append(labels)
+    return sentences, tags
+
+
+def word_shape(word: str) -> str:
+    """Capitalisation and character classes, runs collapsed: 'McDonald' -> 'XxXx',
+    'U.S.' -> 'X.X.', '1,000' -> 'd,d'."""
+    out = []
+    for ch in word[:12]:
+        c = "X" if ch.isupper() else "x" if ch.islower() else "d" if ch.isdigit() else ch
+        if not out or out[-1] != c:
+            out.append(c)
+    return "".join(out)
+
+
+class WordFeatures:
+    """Tokens -> ``n_slots`` ids each: lowercased word, suffixes of 1..``suffix`` characters,
+    the first character and the word shape, in one id space (0 is padding; each slot has its
+    own unknown id). Words rarer than ``min_df`` count as unknown, so the tagger learns what
+    to do with words it has never seen.
+
+    >>> f = WordFeatures(min_df=1).fit([["Dogs", "run"]])
+    >>> f.transform([["dogs"]])[0].shape  # 1 token x (word, 3 suffixes, prefix, shape)
+    (1, 6)
+    """
+
+    def __init__(self, min_df: int = 2, suffix: int = 3, min_df_affix: int = 2):
+        self.min_df, self.suffix, self.min_df_affix = min_df, suffix, min_df_affix
+
+    @property
+    def n_slots(self) -> int:
+        return self.suffix + 3
+
+    def _slots(self, word: str) -> list[str]:
+        low = word.lower()
+        return [low, *(low[-k:] for k in range(1, self.suffix + 1)), low[:1], word_shape(word)]
+
+    def fit(self, sentences) -> WordFeatures:
+        _check_sentences(sentences)
+        counts = [Counter() for _ in range(self.n_slots)]
+        for sent in sentences:
+            for word in sent:
+                for c, key in zip(counts, self._slots(word), strict=True):
+                    c[key] += 1
+        self.vocab_: list[dict[str, int]] = []
+        next_id = 1  # 0 is padding
+        for i, c in enumerate(counts):
+            least = self.min_df if i == 0 else self.min_df_affix
+            keys = [k for k, n in c.items() if n >= least]
+            vocab = {"\0unk": next_id}
+            vocab.update({k: next_id + 1 + j for j, k in enumerate(keys)})
+            next_id += len(vocab)
+            self.vocab_.append(vocab)
+        self.n_features_ = next_id
+        return self
+
+    def transform(self, sentences) -> list[np.ndarray]:
+        """One (tokens, n_slots) int array per sentence."""
+        if not hasattr(self, "vocab_"):
+            raise ValueError("WordFeatures is not fitted yet: call fit(sentences) first")
+        _check_sentences(sentences)
+        out = []
+        for sent in sentences:
+            rows = np.empty((len(sent), self.n_slots), dtype=np.int64)
+            for t, word in enumerate(sent):
+                rows[t] = [v.get(k, v["\0unk"]) for v, k in
+                           zip(self.vocab_, self._slots(word), strict=True)]
+            out.append(rows)
+        return out
+
+    def get_config(self) -> dict:
+        return {"min_df": self.min_df, "suffix": self.suffix, "min_df_affix": self.min_df_affix,
+                "vocab": getattr(self, "vocab_", None)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> WordFeatures:
+        config = dict(config)
+        vocab = config.pop("vocab")
+        f = cls(**config)
+        if vocab is not None:
+            f.vocab_ = vocab
+            f.n_features_ = 1 + sum(len(v) for v in vocab)
+        return f
+
+
+class Tagger:
+    """Word features -> bidirectional recurrent layers -> a softmax over tags at every token.
+
+    size: recurrent units per direction; depth: stacked recurrent layers; layer: 'lstm' or
+    'gru'; p_drop: dropout on each recurrent layer's input. fit takes lists of tokens and lists
+    of tag strings; predict gives tag lists back in input order.
+    """
+
+    def __init__(self, size: int = 128, embedding_size: int = 32, depth: int = 1,
+                 layer: str = "lstm", p_drop: float = 0.25, n_epochs: int = 10,
+                 batch_size: int = 32, lr: float = 3e-3, min_df: int = 2, seed: int | None = None,
+                 verbose: int = 0):
+        self.size, self.embedding_size, self.depth, self.layer = size, embedding_size, depth, layer
+        self.p_drop, self.n_epochs, self.batch_size, self.lr = p_drop, n_epochs, batch_size, lr
+        self.min_df, self.seed, self.verbose = min_df, seed, verbose
+
+    def get_params(self) -> dict:
+        """The constructor arguments (scikit-learn style)."""
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def fit(self, sentences, tags, validation_data=None, patience: int | None = 2) -> Tagger:
+        """Train on token lists and their tag lists; with ``validation_data`` ((sentences,
+        tags)) the best epoch by validation accuracy is kept."""
+        _check_sentences(sentences)
+        if len(sentences) != len(tags):
+            raise ValueError(f"got {len(sentences)} sentences but {len(tags)} tag lists")
+        if self.layer not in ("lstm", "gru"):
+            raise ValueError(f"layer must be 'lstm' or 'gru', got {self.layer!r}")
+        self.tags_ = sorted({t for ts in tags for t in ts})
+        self.features_ = WordFeatures(min_df=self.min_df).fit(sentences)
+        rec = LstmRecurrent if self.layer == "lstm" else GatedRecurrent
+        layers = [FeatureEmbedding(self.embedding_size, self.features_.n_features_,
+                                   self.features_.n_slots)]
+        layers += [rec(self.size, direction="bi", seq_output=True, p_drop=self.p_drop)
+                   for _ in range(self.depth)]
+        layers.append(Dense(len(self.tags_), "softmax", p_drop=self.p_drop))
+        self.model_ = RNN(layers, "cce", updater=Adam(lr=self.lr), verbose=self.verbose,
+                          seed=self.seed)
+        val = None
+        if validation_data is not None:
+            val = (self.features_.transform(validation_data[0]), self._encode(validation_data[1]))
+        self.model_.fit(self.features_.transform(sentences), self._encode(tags),
+                        batch_size=self.batch_size, n_epochs=self.n_epochs, validation_data=val,
+                        patience=patience if val is not None else None, monitor="accuracy")
+        return self
+
+    def _encode(self, tags) -> list[np.ndarray]:
+        index = {t: i for i, t in enumerate(self.tags_)}
+        try:
+            return [np.array([index[t] for t in ts], dtype=np.int64) for ts in tags]
+        except KeyError as e:
+            raise ValueError(f"tag {e.args[0]!r} was not seen in training; known tags: "
+                             f"{self.tags_}") from None
+
+    def predict_proba(self, sentences) -> list[np.ndarray]:
+        """One (tokens, tags) array of probabilities per sentence."""
+        if not hasattr(self, "model_"):
+            raise ValueError("this Tagger is not fitted yet: call fit(sentences, tags) first")
+        return self.model_.predict(self.features_.transform(sentences))
+
+    def predict(self, sentences) -> list[list[str]]:
+        return [[self.tags_[i] for i in p.argmax(-1)] for p in self.predict_proba(sentences)]
+
+    def score(self, sentences, tags) -> float:
+        """Token accuracy over real tokens."""
+        pred = self.predict(sentences)
+        hits = sum(p == t for ps, ts in zip(pred, tags, strict=True)
+                   for p, t in zip(ps, ts, strict=True))
+        return hits / max(1, sum(len(ts) for ts in tags))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """One file: model, features and tag names (plain data, written atomically)."""
+        from passage.io import save
+        save(self.model_, path, extra={"tagger": {"tags": self.tags_,
+                                                  "features": self.features_.get_config(),
+                                                  "config": self.get_params()}})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Tagger:
+        from passage.io import load
+        model = load(path)
+        meta = (getattr(model, "extra_", None) or {}).get("tagger")
+        if meta is None:
+            raise ValueError(f"{os.fspath(path)!r} is a Passage model but not a Tagger")
+        tagger = cls(**meta["config"])
+        tagger.model_, tagger.tags_ = model, meta["tags"]
+        tagger.features_ = WordFeatures.from_config(meta["features"])
+        return tagger
+
+
+def _check_sentences(sentences) -> None:
+    if isinstance(sentences, str) or not hasattr(sentences, "__len__"):
+        raise TypeError("sentences must be a list of token lists, e.g. [['The', 'cat']]")
+    for i, s in enumerate(sentences):
+        if isinstance(s, str) or not all(isinstance(w, str) for w in s):
+            raise TypeError(f"sentences[{i}] must be a list of str tokens, got {s!r:.60}")
