@@ -62,8 +62,15 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="ptb 32, shakespeare 64")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--lr-decay", type=float, default=0.5)
+    ap.add_argument("--decay-after", type=int, default=None,
+                    help="decay the lr after every epoch past this one (default: on plateau)")
     ap.add_argument("--p-drop", type=float, default=0.3)
     ap.add_argument("--tie", action="store_true", help="tie input and output embeddings")
+    ap.add_argument("--gate", default="sigmoid", help="gate activation (LMs learn faster with "
+                    "plain sigmoid gates here than with the classifier default, steeper)")
+    ap.add_argument("--embedding-std", type=float, default=1.0,
+                    help="embedding init N(0, std) (0: Passage's uniform +-0.05)")
+    ap.add_argument("--dense-init", default="normal")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     is_ptb = args.task == "ptb"
@@ -80,14 +87,19 @@ def main() -> None:
           f"vocabulary {n_features:,}")
     emb = args.embedding_size or args.size
     rec = LstmRecurrent if args.layer == "lstm" else GatedRecurrent
-    layers = [Embedding(emb, n_features)]
-    layers += [rec(args.size, p_drop=args.p_drop) for _ in range(args.depth)]
-    layers.append(Dense(n_features, "softmax", p_drop=args.p_drop))
+    # Measured on 150k PTB tokens (one pass): N(0, 1) embeddings, sigmoid gates and a normal
+    # output init reach perplexity 382 where the classifier defaults reach 589-650.
+    init = (np.random.default_rng(args.seed).normal(0, args.embedding_std, (n_features, emb))
+            if args.embedding_std > 0 and not args.tie else None)
+    layers = [Embedding(emb, n_features, weights=init)]
+    layers += [rec(args.size, p_drop=args.p_drop, gate_activation=args.gate)
+               for _ in range(args.depth)]
+    layers.append(Dense(n_features, "softmax", init=args.dense_init, p_drop=args.p_drop))
     lm = LanguageModel(layers, updater=Adam(lr=args.lr), verbose=1, seed=args.seed,
                        seq_len=seq_len, tie_weights=args.tie, tokenizer=tok)
     t = time.time()
     lm.fit(train, n_epochs=args.epochs, batch_size=batch, validation_data=valid,
-           patience=2, lr_decay=args.lr_decay)
+           patience=2, lr_decay=args.lr_decay, decay_after=args.decay_after)
     secs = time.time() - t
     print(f"trained {len(lm.history_)} epochs in {secs / 60:.1f} min, kept epoch "
           f"{lm.best_epoch_}")

@@ -31,6 +31,7 @@ from passage.recurrent import (
     GATES,
     gate_scale_vector,
     last_step,
+    pool_steps,
     reverse_padded,
     scan_fused,
     scan_reference,
@@ -212,11 +213,13 @@ class _Recurrent(Layer):
     kind = "simple"
 
     def _setup(self, size, activation, gate_activation, init, truncate_gradient, seq_output,
-               p_drop, direction, weights, recurrent_dropout, fused):
+               p_drop, direction, weights, recurrent_dropout, fused, pool=None):
         self.size, self.activation, self.gate_activation = size, activation, gate_activation
         self.init, self.truncate_gradient, self.seq_output = init, truncate_gradient, seq_output
         self.p_drop, self.direction, self.weights = p_drop, direction, weights
-        self.recurrent_dropout, self.fused = recurrent_dropout, fused
+        self.recurrent_dropout, self.fused, self.pool = recurrent_dropout, fused, pool
+        if pool not in (None, "max", "mean"):
+            raise ValueError(f"pool must be None (the last state), 'max' or 'mean'; got {pool!r}")
         _check_positive(self, size=size)
         if not isinstance(direction, str) or direction.lower() not in DIRECTIONS:
             raise ValueError(f"direction must be one of 'forward', 'backward', 'bi'; "
@@ -286,6 +289,8 @@ class _Recurrent(Layer):
             out, final = self._scan(d, reverse_padded(x, lengths) if rev else x, state)
             if self.sequence_out:
                 outs.append(reverse_padded(out, lengths) if rev else out)
+            elif self.pool:
+                outs.append(pool_steps(out, lengths, self.pool))
             else:
                 outs.append(last_step(out, lengths, d.h0))
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
@@ -305,10 +310,10 @@ class SimpleRecurrent(_Recurrent):
                  truncate_gradient: int = -1, seq_output: bool = False, p_drop: float = 0.0,
                  weights=None, *, direction: str = "forward",
                  gate_activation: str = "steeper_sigmoid", recurrent_dropout: float = 0.0,
-                 fused: bool = True):
+                 fused: bool = True, pool: str | None = None):
         super().__init__()
         self._setup(size, activation, gate_activation, init, truncate_gradient, seq_output,
-                    p_drop, direction, weights, recurrent_dropout, fused)
+                    p_drop, direction, weights, recurrent_dropout, fused, pool)
 
 
 class GatedRecurrent(_Recurrent):
@@ -320,10 +325,10 @@ class GatedRecurrent(_Recurrent):
                  gate_activation: str = "steeper_sigmoid", init: str = "orthogonal",
                  truncate_gradient: int = -1, seq_output: bool = False, p_drop: float = 0.0,
                  direction: str = "forward", weights=None, *, recurrent_dropout: float = 0.0,
-                 fused: bool = True):
+                 fused: bool = True, pool: str | None = None):
         super().__init__()
         self._setup(size, activation, gate_activation, init, truncate_gradient, seq_output,
-                    p_drop, direction, weights, recurrent_dropout, fused)
+                    p_drop, direction, weights, recurrent_dropout, fused, pool)
 
 
 class LstmRecurrent(_Recurrent):
@@ -335,10 +340,10 @@ class LstmRecurrent(_Recurrent):
                  gate_activation: str = "steeper_sigmoid", init: str = "orthogonal",
                  truncate_gradient: int = -1, seq_output: bool = False, p_drop: float = 0.0,
                  weights=None, *, direction: str = "forward", recurrent_dropout: float = 0.0,
-                 fused: bool = True):
+                 fused: bool = True, pool: str | None = None):
         super().__init__()
         self._setup(size, activation, gate_activation, init, truncate_gradient, seq_output,
-                    p_drop, direction, weights, recurrent_dropout, fused)
+                    p_drop, direction, weights, recurrent_dropout, fused, pool)
 
 
 LAYERS: dict[str, type[Layer]] = {

@@ -118,11 +118,13 @@ class LanguageModel(RNN):
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, X, n_epochs: int = 1, batch_size: int = 32, *, validation_data=None,
-            patience: int | None = None, lr_decay: float = 1.0):
+            patience: int | None = None, lr_decay: float = 1.0,
+            decay_after: int | None = None):
         """Train on documents ``X`` (texts or id lists, or one id stream); returns the cost of
         every segment. With ``validation_data`` (documents), perplexity is reported each epoch,
         the best epoch's weights are kept, training stops after ``patience`` epochs without
-        improvement, and the learning rate is multiplied by ``lr_decay`` after each of them."""
+        improvement, and the learning rate is multiplied by ``lr_decay`` after each of them --
+        or, with ``decay_after=k``, after every epoch past the k-th (Zaremba et al.'s schedule)."""
         rows = self._rows(self.stream(X), batch_size)
         val = self.stream(validation_data) if validation_data is not None else None
         self.history_ = getattr(self, "history_", [])
@@ -162,9 +164,10 @@ class LanguageModel(RNN):
                                   self.model.state_dict().items()}
                 else:
                     waited += 1
-                    if lr_decay != 1.0 and self.updater.optimizer is not None:
-                        for g in self.updater.optimizer.param_groups:
-                            g["lr"] *= lr_decay
+                    if decay_after is None:
+                        self._decay_lr(lr_decay)
+            if decay_after is not None and epoch + 1 >= decay_after:
+                self._decay_lr(lr_decay)
             self.history_.append(record)
             if self.verbose >= 1:
                 print("Epoch {epoch}/{n} cost {cost:.4f} ppl {ppl:.1f} {seconds:.0f}s".format(
@@ -177,6 +180,11 @@ class LanguageModel(RNN):
             self.model.load_state_dict(best_state)
         self.costs_ += costs
         return costs
+
+    def _decay_lr(self, factor: float) -> None:
+        if factor != 1.0 and self.updater.optimizer is not None:
+            for group in self.updater.optimizer.param_groups:
+                group["lr"] *= factor
 
     def _bar(self, total, epoch, n_epochs):
         if self.verbose < 2:

@@ -115,6 +115,7 @@ class RNN:
         self._logits_cost = fused or None
         self.costs_: list[float] = []
         self.fitted_ = False  # set by fit, load and resume
+        self._schedule = None
         self.target_scale_: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- structure ---------------------------------------------------------------------------
@@ -254,7 +255,8 @@ class RNN:
 
     def fit(self, trX, trY, batch_size=None, n_epochs=1, len_filter=None, snapshot_freq=1,
             path=None, *, validation_data=None, validation_split=0.0, patience=None,
-            monitor="cost", checkpoint=None, resume=False, class_weight=None):
+            monitor="cost", checkpoint=None, resume=False, class_weight=None,
+            lr_schedule=None):
         """Train on (trX, trY); returns the cost of every minibatch (as in 2015).
 
         batch_size: examples per minibatch (default: the iterator's size, 64).
@@ -268,6 +270,8 @@ class RNN:
         The per-epoch record (cost, time, tokens/s, validation metrics) is in ``history_``.
         checkpoint: a file written atomically after every epoch (weights, optimizer, random
         state); with ``resume=True`` the same call continues after its last completed epoch.
+        lr_schedule: None (constant) or 'linear': the updater's lr falls linearly to 0 over the
+        ``n_epochs`` planned, which often reaches a better model in few epochs.
         class_weight: for imbalanced classes, ``'balanced'`` (n / (classes * count)) or a dict
         ``{class index: weight}``; each example's loss is scaled by its class's weight.
         If the cost becomes NaN/inf, training stops with an error naming epoch and batch, and
@@ -297,6 +301,13 @@ class RNN:
         self._train_cost = self._weighted_cost(class_weight, Y)
         if batch_size is not None:
             self.iterator.size = batch_size
+        self._schedule = None
+        if lr_schedule is not None:
+            if lr_schedule != "linear":
+                raise ValueError(f"lr_schedule must be None or 'linear', got {lr_schedule!r}")
+            per_epoch = sum(1 for _ in self.iterator.batches(lengths, True,
+                                                             np.random.default_rng(0)))
+            self._schedule = [self.updater.lr, max(1, per_epoch * n_epochs), 0]
         sign = -1.0 if monitor in ("cost", "mse", "mae") else 1.0  # larger is better after sign
         best, best_state, waited = -np.inf, None, 0
         self.history_ = getattr(self, "history_", [])
@@ -316,6 +327,8 @@ class RNN:
                 self.best_epoch_ = st["best_epoch"]
             if self.verbose >= 1:
                 print(f"resumed from {checkpoint} after epoch {start}")
+        if self._schedule is not None:  # a resumed run continues its schedule
+            self._schedule[2] = start * self._schedule[1] // max(1, n_epochs)
         for epoch in range(start, n_epochs):
             if patience is not None and waited and waited >= patience:
                 break
@@ -411,6 +424,7 @@ class RNN:
                         f"{len(costs) + 1}: lower the learning rate, set clipnorm on the "
                         "updater, or scale the targets")
                 loss.backward()
+                self._scheduled_lr()
                 self.updater.step(self.params)
                 costs.append(loss.item())
                 tokens += int(lengths_np.sum())
@@ -430,6 +444,16 @@ class RNN:
                   f"{self.last_epoch_['seconds']:.1f}s "
                   f"{tokens / max(self.last_epoch_['seconds'], 1e-9):,.0f} tok/s", flush=True)
         return costs
+
+    def _scheduled_lr(self) -> None:
+        if self._schedule is None:
+            return
+        base, total, step = self._schedule
+        opt = self.updater.optimizer
+        if opt is not None:
+            for group in opt.param_groups:
+                group["lr"] = base * max(0.0, 1.0 - step / total)
+        self._schedule[2] += 1
 
     # -- prediction ----------------------------------------------------------------------------
     def predict(self, X, batch_size: int = 256):

@@ -39,6 +39,17 @@ def last_step(out: torch.Tensor, lengths: torch.Tensor, h0: torch.Tensor) -> tor
     return torch.where((lengths > 0)[:, None], last, h0.expand_as(last))
 
 
+def pool_steps(out: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tensor:
+    """Max or mean of each sequence's outputs over its real steps (zeros for empty ones):
+    a summary of the whole text rather than the state after its last word."""
+    real = (torch.arange(out.shape[1], device=out.device)[None, :]
+            < lengths.to(out.device)[:, None])[..., None]
+    if how == "max":
+        pooled = out.masked_fill(~real, -torch.inf).amax(dim=1)
+        return torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
+    return (out * real).sum(1) / lengths.to(out.device).clamp(min=1)[:, None].to(out.dtype)
+
+
 def gate_scale_vector(kind: str, size: int, scale: float, device=None, dtype=None) -> torch.Tensor:
     """Per-row factor that turns sigmoid(a) gates into sigmoid(scale * a) gates."""
     ones = torch.ones(size, device=device, dtype=dtype)

@@ -134,3 +134,10 @@ def test_too_short_stream():
     lm = LanguageModel([Embedding(4, 10), GatedRecurrent(4), Dense(10, "softmax")], verbose=0)
     with pytest.raises(ValueError, match="too few"):
         lm.fit([[3, 4]], batch_size=8)
+
+
+def test_lr_decays_after_the_given_epoch():
+    lm = LanguageModel([Embedding(4, 10), GatedRecurrent(4), Dense(10, "softmax")],
+                       updater=Adam(lr=0.01), verbose=0, seq_len=4)
+    lm.fit([[3, 4, 5, 6]] * 10, n_epochs=4, batch_size=2, lr_decay=0.5, decay_after=2)
+    assert lm.updater.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 ** 3)

@@ -132,3 +132,28 @@ def test_stacking_just_works():
     model.fit([[3, 4, 5]], [1])
     assert model.layers[1].sequence_out and not model.layers[2].sequence_out
     assert model.predict([[3, 4, 5]]).shape == (1, 1)
+
+
+@pytest.mark.parametrize("pool", ["max", "mean"])
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_pooling_matches_numpy_and_ignores_padding(pool, direction):
+    layer = GatedRecurrent(size=4, direction=direction, pool=pool)
+    layer.connect(3)
+    seq = GatedRecurrent(size=4, direction=direction, seq_output=True)
+    seq.connect(3)
+    seq.load_state_dict(layer.state_dict())
+    x, lengths = torch.randn(3, 6, 3), torch.tensor([6, 2, 0])
+    pooled = layer(x, lengths)[0]
+    steps = seq(x, lengths)[0]
+    for i, n in enumerate(lengths.tolist()):
+        real = steps[i, :n].detach().numpy()
+        want = real.max(0) if pool == "max" else real.mean(0)
+        want = np.zeros(pooled.shape[1]) if n == 0 else want
+        np.testing.assert_allclose(pooled[i].detach().numpy(), want, atol=1e-6)
+    model = RNN([Embedding(5, 20), LstmRecurrent(4, pool=pool, direction=direction),
+                 Dense(2, "softmax")], "cce", verbose=0, seed=0)
+    model.fitted_ = True
+    alone = model.predict([[3, 7, 5]])
+    assert np.abs(model.predict([[4] * 30, [3, 7, 5]])[1] - alone[0]).max() <= 1e-5
+    with pytest.raises(ValueError, match="pool must be"):
+        GatedRecurrent(4, pool="sum")

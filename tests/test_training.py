@@ -102,3 +102,22 @@ def test_patience_zero_stops_at_the_first_epoch_without_improvement():
     assert len(m.history_) >= 1  # trains; stops only after an epoch that did not improve
     costs = [h["val_cost"] for h in m.history_]
     assert all(b < a for a, b in zip(costs[:-2], costs[1:-1], strict=False))
+
+
+def test_linear_lr_schedule_reaches_zero():
+    m = RNN([Embedding(4, 10), GatedRecurrent(4), Dense(1, "sigmoid")], "bce",
+            updater=Adam(lr=0.01), verbose=0, seed=0)
+    seen = []
+    step = m.updater.step
+
+    def spy(params):
+        if m.updater.optimizer is not None:
+            seen.append(m.updater.optimizer.param_groups[0]["lr"])
+        return step(params)
+
+    m.updater.step = spy
+    m.fit([[3, 4], [5]] * 32, [1, 0] * 32, n_epochs=2, batch_size=16, lr_schedule="linear")
+    assert len(seen) == 7  # 8 steps; the optimizer exists from the second one
+    np.testing.assert_allclose(seen, [0.01 * (1 - k / 8) for k in range(1, 8)], rtol=1e-6)
+    with pytest.raises(ValueError, match="lr_schedule must be"):
+        m.fit([[3]], [1], lr_schedule="cosine")
