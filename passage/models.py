@@ -209,7 +209,8 @@ class RNN:
     # -- training ------------------------------------------------------------------------------
     def loss(self, x, lengths, y) -> torch.Tensor:
         """The cost of one padded batch; per-step outputs count real steps only."""
-        out = self.model(x, lengths, pre_act=self._logits_cost is not None)
+        net = getattr(self, "_forward_module", None) or self.model  # DDP wrapper: distributed.py
+        out = net(x, lengths, pre_act=self._logits_cost is not None)
         if out.dim() == 3:
             mask = torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]
             out, y = out[mask], y[mask]

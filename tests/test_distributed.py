@@ -1,0 +1,165 @@
+"""Data-parallel training (passage.distributed): 2 CPU processes talking through gloo."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from passage import iterators
+from passage.distributed import ShardedBatches, fit_distributed
+from passage.layers import Dense, Embedding, GatedRecurrent
+from passage.models import RNN
+from passage.updates import Adam
+
+
+def synthetic(n, seed):
+    """Sequences of ids 4..19, 3..19 long; label 1 when the sequence holds token 3."""
+    rng = np.random.default_rng(seed)
+    X = [rng.integers(4, 20, rng.integers(3, 20)).tolist() for _ in range(n)]
+    Y = (rng.random(n) < 0.5).astype(int).tolist()
+    for x, y in zip(X, Y, strict=True):
+        if y:
+            x[rng.integers(len(x))] = 3
+    return X, Y
+
+
+def make_model():  # module level: the worker processes import it from here
+    return RNN([Embedding(16, 20), GatedRecurrent(16), Dense(1, "sigmoid")], "bce",
+               updater=Adam(lr=1e-2), verbose=0, seed=0)
+
+
+def not_a_model():
+    return "a model"
+
+
+def interactive_factory():
+    return make_model()
+
+
+def accuracy(model, X, Y):
+    return float(np.mean((model.predict(X)[:, 0] > 0.5) == np.asarray(Y)))
+
+
+def test_shards_are_disjoint_equal_in_count_and_cover_the_batches():
+    lengths = np.random.default_rng(0).integers(1, 60, 640 + 11 * 32 + 2)  # last batch: 2
+    full = list(iterators.SortedPadded(size=32).batches(lengths, True,
+                                                        np.random.default_rng(5)))
+    shards = [list(ShardedBatches(iterators.SortedPadded(size=32), r, 3).batches(
+        lengths, True, np.random.default_rng(5))) for r in range(3)]
+    kept = [b for b in full if len(b) >= 3]
+    assert len(kept) == len(full) - 1 and all(len(s) == len(kept) for s in shards)
+    for step, batch in enumerate(kept):
+        parts = [s[step] for s in shards]
+        assert sorted(np.concatenate(parts).tolist()) == sorted(batch.tolist())  # disjoint
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+        for part in parts:  # length bucketing survives: each share is sorted by length
+            assert np.all(np.diff(lengths[part]) >= 0)
+    covered = np.concatenate([np.concatenate(s) for s in shards])
+    assert len(covered) == len(set(covered.tolist())) == len(lengths) - 2  # the 2 dropped
+
+
+def test_sharded_batch_size_is_global_and_checked():
+    it = ShardedBatches(iterators.SortedPadded(size=64), 1, 2)
+    it.size = 32  # what RNN.fit(batch_size=32) does
+    assert it.base.size == 32 and it.get_config() == {"size": 32, "shuffle": True}
+    with pytest.raises(ValueError, match="smaller than the number of processes"):
+        it.size = 1
+    with pytest.raises(ValueError, match="rank must be in 0..1"):
+        ShardedBatches(iterators.SortedPadded(), 2, 2)
+
+
+def test_two_processes_train_like_one_process():
+    X, Y = synthetic(600, 0)
+    vX, vY = synthetic(100, 2)
+    tX, tY = synthetic(300, 1)
+    kwargs = {"n_epochs": 2, "batch_size": 32, "validation_data": (vX, vY), "patience": 1}
+    two = fit_distributed(make_model, X, Y, workers=2, timeout=60, **kwargs)
+    one = make_model()
+    one.fit(X, Y, **kwargs)
+    assert isinstance(two, RNN) and two.fitted_ and len(two.history_) == len(one.history_)
+    # Global batches: the averaged gradient of two halves is the whole batch's, so the two
+    # runs take the same steps and differ only by float rounding.
+    np.testing.assert_allclose(two.predict(tX), one.predict(tX), atol=1e-3)
+    assert accuracy(one, tX, tY) > 0.9
+    assert abs(accuracy(two, tX, tY) - accuracy(one, tX, tY)) <= 0.02
+    assert two.history_[0]["tokens"] < 0.6 * one.history_[0]["tokens"]  # process 0's half
+    assert two.history_[-1]["val_cost"] == pytest.approx(one.history_[-1]["val_cost"], abs=1e-3)
+
+
+TORCHRUN_SCRIPT = """
+    import json, os, sys
+    import numpy as np
+    from passage.distributed import fit_distributed
+    sys.path.insert(0, {tests!r})
+    from test_distributed import make_model, synthetic
+
+    X, Y = synthetic(600, 0)
+    model = fit_distributed(lambda: make_model(), X, Y, n_epochs=2, batch_size=32, timeout=60)
+    out, rank = sys.argv[1], os.environ["RANK"]
+    np.savez(os.path.join(out, f"rank{{rank}}.npz"),
+             **{{k: v.numpy() for k, v in model.model.state_dict().items()}})
+    with open(os.path.join(out, f"rank{{rank}}.json"), "w") as f:
+        json.dump({{"tokens": [h["tokens"] for h in model.history_]}}, f)
+"""
+
+
+def test_torchrun_launch(tmp_path):
+    script = tmp_path / "train.py"
+    tests = os.path.dirname(os.path.abspath(__file__))
+    script.write_text(textwrap.dedent(TORCHRUN_SCRIPT.format(tests=tests)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", str(script), str(tmp_path)],
+                         capture_output=True, text=True, timeout=180, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    w0, w1 = np.load(tmp_path / "rank0.npz"), np.load(tmp_path / "rank1.npz")
+    assert sorted(w0) == sorted(w1)
+    for k in w0:
+        np.testing.assert_array_equal(w0[k], w1[k])  # identical weights on both ranks
+    t0, t1 = (json.loads((tmp_path / f"rank{r}.json").read_text())["tokens"] for r in (0, 1))
+    total = sum(map(len, synthetic(600, 0)[0]))
+    assert [a + b for a, b in zip(t0, t1, strict=True)] == [total, total]  # nothing dropped
+
+
+def test_bad_arguments_say_what_to_do(monkeypatch):
+    X, Y = synthetic(8, 0)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        fit_distributed(make_model, X, Y, workers=0)
+    with pytest.raises(TypeError, match="workers must be an int"):
+        fit_distributed(make_model, X, Y, workers=1.5)
+    with pytest.raises(TypeError, match="picklable.*top level of a module"):
+        fit_distributed(lambda: make_model(), X, Y, workers=2)
+
+    def local_factory():
+        return make_model()
+
+    with pytest.raises(TypeError, match="picklable"):
+        fit_distributed(local_factory, X, Y, workers=2)
+    with pytest.raises(TypeError, match="zero-argument function"):
+        fit_distributed(make_model(), X, Y, workers=2)
+    with pytest.raises(TypeError, match="no argument"):
+        fit_distributed(make_model, X, Y, workers=2, n_epoch=2)
+    with pytest.raises(ValueError, match="not supported"):
+        fit_distributed(make_model, X, Y, workers=2, checkpoint="run.ckpt")
+    with pytest.raises(ValueError, match="batch_size=1 is smaller"):
+        fit_distributed(make_model, X, Y, workers=2, batch_size=1)
+    main = sys.modules["__main__"]  # as in a notebook: __main__ has no file to import
+    monkeypatch.setattr(interactive_factory, "__module__", "__main__")
+    monkeypatch.setattr(main, "interactive_factory", interactive_factory, raising=False)
+    monkeypatch.delattr(main, "__file__", raising=False)
+    with pytest.raises(TypeError, match="interactive session"):
+        fit_distributed(interactive_factory, X, Y, workers=2)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="torchrun started 2 processes"):
+        fit_distributed(make_model, X, Y, workers=3)
+
+
+def test_worker_errors_come_back_with_their_type():
+    X, Y = synthetic(8, 0)
+    with pytest.raises(TypeError, match="must return a passage.models.RNN.*worker process 0"):
+        fit_distributed(not_a_model, X, Y, workers=1, timeout=60)
