@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from passage.datasets import load_imdb
+from passage.io import load, save
 from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.lm import LanguageModel
 from passage.metrics import accuracy, roc_auc
@@ -44,6 +45,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,5000")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--max-features", type=int, default=10000)
+    ap.add_argument("--pool", default="", help="classifier pooling: 'max', 'mean' or '' (last)")
+    ap.add_argument("--lm", default=None, help="load the pretrained LM from this file")
+    ap.add_argument("--save-lm", default=None, help="save the pretrained LM to this file")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
@@ -53,19 +57,26 @@ def main() -> None:
         unsup = [json.loads(line)["text"] for line in f]
     pool = unsup + trX
     pool = [pool[i] for i in rng.permutation(len(pool))[:args.pretrain_docs]]
-    tok = Tokenizer(max_features=args.max_features, min_df=5).fit(pool)
-    t = time.time()
-    stream = tok.transform(pool)
-    print(f"pretraining text: {len(pool):,} reviews, {sum(map(len, stream)):,} tokens, "
-          f"vocabulary {tok.n_features:,} (tokenized in {time.time() - t:.0f}s)")
-    lm = LanguageModel([Embedding(128, tok.n_features), GatedRecurrent(128, p_drop=0.1),
-                        Dense(tok.n_features, "softmax", p_drop=0.1)],
-                       updater=Adam(lr=2e-3), verbose=1, seed=args.seed, seq_len=50,
-                       tie_weights=True, tokenizer=tok)
-    t = time.time()
-    lm.fit(stream, n_epochs=args.pretrain_epochs, batch_size=64)
-    pre_secs = time.time() - t
-    print(f"pretrained in {pre_secs / 60:.1f} min")
+    pre_secs = 0.0
+    if args.lm:
+        lm = load(args.lm)
+        tok = lm.tokenizer
+    else:
+        tok = Tokenizer(max_features=args.max_features, min_df=5).fit(pool)
+        stream = tok.transform(pool)
+        print(f"pretraining text: {len(pool):,} reviews, {sum(map(len, stream)):,} tokens, "
+              f"vocabulary {tok.n_features:,}")
+        lm = LanguageModel([Embedding(128, tok.n_features), GatedRecurrent(128, p_drop=0.1),
+                            Dense(tok.n_features, "softmax", p_drop=0.1)],
+                           updater=Adam(lr=2e-3), verbose=1, seed=args.seed, seq_len=50,
+                           tie_weights=True, tokenizer=tok)
+        t = time.time()
+        lm.fit(stream, n_epochs=args.pretrain_epochs, batch_size=64)
+        pre_secs = time.time() - t
+        print(f"pretrained in {pre_secs / 60:.1f} min")
+        if args.save_lm:
+            save(lm, args.save_lm)
+    pool_how = args.pool or None
     teT = tok.transform(teX)
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
@@ -73,12 +84,13 @@ def main() -> None:
         X, Y = tok.transform([trX[i] for i in idx]), [trY[i] for i in idx]
         for name in ("pretrained LM", "from scratch"):
             if name == "from scratch":
-                model = RNN([Embedding(128, tok.n_features), GatedRecurrent(128),
+                model = RNN([Embedding(128, tok.n_features), GatedRecurrent(128, pool=pool_how),
                              Dense(1, "sigmoid")], "bce", updater=Adam(lr=1e-3), verbose=0,
                             seed=args.seed, tokenizer=tok)
             else:
                 model = from_language_model(lm, [Dense(1, "sigmoid")], "bce",
-                                            updater=Adam(lr=1e-3), verbose=0, seed=args.seed)
+                                            updater=Adam(lr=1e-3), verbose=0, seed=args.seed,
+                                            pool=pool_how)
             secs = classifier_fit(model, X, Y, args.epochs)
             p = model.predict(teT)
             rows.append((n, name, accuracy(np.array(teY), p), roc_auc(np.array(teY), p), secs,

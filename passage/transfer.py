@@ -23,19 +23,23 @@ from passage.models import RNN
 
 
 def from_language_model(lm: LanguageModel, head: list[Layer], cost, updater="Adam", *,
-                        freeze: bool = False, **rnn_kwargs) -> RNN:
+                        freeze: bool = False, pool: str | None = None, **rnn_kwargs) -> RNN:
     """An ``RNN`` made of copies of ``lm``'s input and recurrent layers, then ``head`` (e.g.
     ``[Dense(1, 'sigmoid')]``). The last recurrent layer now returns its final state only.
+    ``pool='max'|'mean'`` makes it summarise all its states instead.
     ``freeze=True`` keeps the copied layers fixed (train the head first; ``unfreeze`` later).
     The LM's tokenizer comes along, so the classifier takes the same texts."""
     if not isinstance(lm, LanguageModel):
         raise TypeError(f"expected a LanguageModel, got {type(lm).__name__}")
     if not head:
         raise ValueError("give at least one head layer, e.g. [Dense(1, 'sigmoid')]")
+    if pool not in (None, "max", "mean"):
+        raise ValueError(f"pool must be None (the last state), 'max' or 'mean'; got {pool!r}")
     body = [copy.deepcopy(layer) for layer in lm.layers[:-1]]
     recurrent = [layer for layer in body if layer.is_recurrent]
     if recurrent:
         recurrent[-1].seq_output = False
+        recurrent[-1].pool = pool
     for layer in body:  # tied output weights stay behind with the LM's Dense
         for p in layer.parameters():
             p.requires_grad_(not freeze and getattr(layer, "trainable", True))

@@ -48,3 +48,13 @@ def test_freeze_then_unfreeze():
 def test_needs_a_language_model():
     with pytest.raises(TypeError, match="expected a LanguageModel"):
         from_language_model(object(), [Dense(1, "sigmoid")], "bce")
+
+
+def test_pooled_head():
+    lm = pretrained()
+    clf = from_language_model(lm, [Dense(1, "sigmoid")], "bce", verbose=0, pool="max")
+    assert clf.layers[2].pool == "max"
+    clf.fit([[3, 4, 5], [6]], [1, 0])
+    assert clf.predict([[3, 4, 5]]).shape == (1, 1)
+    with pytest.raises(ValueError, match="pool must be"):
+        from_language_model(lm, [Dense(1, "sigmoid")], "bce", pool="sum")
