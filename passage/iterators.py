@@ -18,10 +18,14 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from passage.registry import lookup
+from passage.sequences import TokenArray
 
 
 def sequence_lengths(X) -> np.ndarray:
-    """Length of every sequence in X (a list of sequences or an array of shape (n, time, ...))."""
+    """Length of every sequence in X (a list of sequences, a ``TokenArray``, or an array of
+    shape (n, time, ...))."""
+    if isinstance(X, TokenArray):  # from the offsets, no loop
+        return X.lengths()
     if isinstance(X, np.ndarray) and X.dtype != object:
         if X.ndim < 2:
             raise ValueError(f"X must hold one sequence per example; got an array of shape "
@@ -32,6 +36,8 @@ def sequence_lengths(X) -> np.ndarray:
 
 def make_batch(X, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The examples ``idx`` of X, right-padded with zeros: (batch, time[, features]), lengths."""
+    if isinstance(X, TokenArray):  # one vectorised gather, no loop over the sequences
+        return X.padded(idx)
     if isinstance(X, np.ndarray) and X.dtype != object:
         xb = X[np.asarray(idx)]
         return xb, np.full(len(xb), xb.shape[1], dtype=np.int64)

@@ -1,8 +1,13 @@
+import warnings
+from collections import Counter
+
 import numpy as np
 import pytest
 
-from passage.preprocessing import END, PAD, UNK, LenFilter, Tokenizer, tokenize
+from passage import preprocessing
+from passage.preprocessing import END, PAD, SPECIAL, UNK, LenFilter, Tokenizer, tokenize
 from passage.preprocessing import tokenize_reference as tokenize_2015
+from passage.sequences import TokenArray
 
 
 @pytest.mark.parametrize("text", [
@@ -77,3 +82,152 @@ def test_len_filter_says_what_it_drops():
         fx, fy = LenFilter(max_len=200, percentile=0).filter(X, Y)
     assert len(fx) == len(fy) == 200 and max(map(len, fx)) == 200
     assert np.array_equal(fy, np.arange(200))
+
+
+# -- the vectorised engine gives the ids of the plain-Python algorithms ---------------------------
+
+TRICKY = [
+    "", " ", "Hello, World!", "  spaced   out  ", "tabs\tand\nnew\r\nlines\t\t", "...!!!???",
+    "it\u2019s \u2018single\u2019 and \u201cdouble\u201d \u00b4acute\u00b4",
+    "\u2026 ellipsis\u2026and\u00a0nbsp \u20ac5 \u201a low quote", "caf\u00e9 na\u00efve CAF\u00c9",
+    "\u0130stanbul \u0130I\u0131i", "STRA\u1e9eE stra\u00dfe",
+    "\u039f\u0394\u039f\u03a3 \u03a3\u03a3 \u03a3",
+    "emoji \U0001f600\U0001f600! x\U0001f600y", "lone \ud800 surrogate\udfff pair \ud83d\ude00",
+    "nul\x00inside", "abcdefg abcdefgh abcdefghi", "sixteen-bytes-xx abcdefghijklmnop",
+    "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz",
+    "\u00e9\u00e9\u00e9\u00e9 \u00e9\u00e9\u00e9\u00e9\u00e9 \u4e2d\u6587\u5b57\u7b26",
+    "word", "word", "WORD.", ".starts and ends.", "a<br /><br />b", "x\u00a0y\u2009z",
+    "THE END", "PAD UNK END the end", "\u00e2\u20ac\u2122 mojibake",
+]
+
+
+def ids_2015(train, test, max_features=9997, min_df=1, lowercase=True, character=False):
+    """The 2015 algorithm: character loop, dict counts, ties by first occurrence; a token
+    spelled like a special name keeps the special id (see Tokenizer._choose_vocabulary)."""
+    split = list if character else tokenize_2015
+    docs = [split(t.lower() if lowercase else t) for t in train]
+    df, first = Counter(), {}
+    for doc in docs:
+        for tok in doc:
+            first.setdefault(tok, len(first))
+        df.update(set(doc))
+    kept = sorted((t for t in df if df[t] >= min_df and t not in SPECIAL),
+                  key=lambda t: (-df[t], first[t]))[: max_features - 3]
+    enc = {t: i for i, t in enumerate(kept, start=3)} | {"PAD": 0, "END": 1, "UNK": 2}
+    test_docs = [split(t.lower() if lowercase else t) for t in test]
+    return [[enc.get(t, UNK) for t in doc] for doc in docs + test_docs]
+
+
+def fitted_ids(train, test, engine, monkeypatch, **kw):
+    monkeypatch.setattr(preprocessing, "_ENGINE", engine)
+    tok = Tokenizer(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ids = tok.fit_transform(train) + tok.transform(test)
+    return tok, ids
+
+
+SETTINGS = [
+    dict(min_df=1), dict(min_df=1, lowercase=False), dict(min_df=2), dict(min_df=1, max_features=8),
+    dict(min_df=1, character=True), dict(min_df=1, character=True, lowercase=False),
+    dict(min_df=2, character=True, max_features=12),
+]
+
+
+@pytest.mark.parametrize("kw", SETTINGS)
+def test_fast_engine_matches_python_and_2015(kw, monkeypatch):
+    train, test = TRICKY, TRICKY[::-1] + ["unseen words \u2019 here", ""]
+    tok, fast = fitted_ids(train, test, "numpy", monkeypatch, **kw)
+    ref, slow = fitted_ids(train, test, "python", monkeypatch, **kw)
+    assert fast == slow == ids_2015(train, test, **kw)
+    assert tok.encoder == ref.encoder and tok.unk_rate_ == ref.unk_rate_
+    assert max(max(d, default=0) for d in fast) < tok.n_features
+    assert tok.inverse_transform(fast) == ref.inverse_transform(slow)
+
+
+@pytest.mark.parametrize("kw", [dict(min_df=1), dict(min_df=3, max_features=50),
+                                dict(min_df=1, character=True)])
+def test_many_chunks_and_threads(kw, monkeypatch):
+    """Chunks of ~60 characters: words at chunk edges, new tokens in every chunk, the pool."""
+    rng = np.random.default_rng(0)
+    alphabet = list("abcAB .,'\u2019\u00e9\u4e2d\t") + ["\U0001f600", "longwordlongword", "\u2026"]
+    texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 40))) for _ in range(300)]
+    monkeypatch.setattr(preprocessing, "_CHUNK_CHARS", 60)
+    monkeypatch.setattr(preprocessing, "_WORKERS", 2)
+    tok, fast = fitted_ids(texts[:200], texts[200:], "numpy", monkeypatch, **kw)
+    ref, slow = fitted_ids(texts[:200], texts[200:], "python", monkeypatch, **kw)
+    assert fast == slow == ids_2015(texts[:200], texts[200:], **kw)
+    assert tok.encoder == ref.encoder
+
+
+def test_ties_by_first_occurrence_and_document_frequency():
+    # 'b' occurs 3 times but in 1 document; 'c' and 'a' in 2 documents each, 'c' first
+    ids = Tokenizer(min_df=1).fit_transform(["c b b b", "a c", "a"])
+    assert ids == [[3, 5, 5, 5], [4, 3], [4]]
+
+
+def test_special_names_keep_their_ids_without_a_gap():
+    texts = ["THE END"] * 3 + ["the end"] * 2
+    tok = Tokenizer(min_df=1, lowercase=False)
+    ids = tok.fit_transform(texts)
+    assert ids[0] == [3, END] and ids[-1] == [4, 5]
+    assert tok.n_features == 6 and sorted(tok.decoder) == list(range(6))
+    assert Tokenizer.from_config(tok.get_config()).transform(["PAD END"]) == [[PAD, END]]
+
+
+def _colliding_keys(words, starts, lengths, long=None):
+    """Every token of 8 bytes or more gets the same hashed key."""
+    keys = real_token_keys(words, starts, lengths, long)
+    keys[lengths >= preprocessing._SHORT] = preprocessing._HASHED | np.uint64(12345)
+    return keys
+
+
+real_token_keys = preprocessing._token_keys
+
+
+def test_hash_collisions_are_caught(monkeypatch):
+    texts = ["abcdefghij klmnopqrst abcdefghij", "klmnopqrst uvwxyzabcd", "short words"]
+    expected = ids_2015(texts, ["uvwxyzabcd abcdefghij"])
+    monkeypatch.setattr(preprocessing, "_token_keys", _colliding_keys)
+    tok = Tokenizer(min_df=1)
+    # fit falls back to the Python engine; transform maps a same-key token of other bytes to UNK
+    assert tok.fit_transform(texts) + tok.transform(["uvwxyzabcd abcdefghij"]) == expected
+    vocab = {"PAD": 0, "END": 1, "UNK": 2, "abcdefghij": 3}
+    tok2 = Tokenizer.from_config({"vocabulary": list(vocab)})
+    assert tok2.transform(["klmnopqrst abcdefghij"]) == [[UNK, 3]]
+    with monkeypatch.context() as m:  # two vocabulary entries with one key: Python engine
+        m.setattr(preprocessing, "_token_keys", _colliding_keys)
+        tok3 = Tokenizer.from_config({"vocabulary": list(vocab) + ["klmnopqrst"]})
+        assert tok3.transform(["klmnopqrst abcdefghij x"]) == [[4, 3, UNK]]
+
+
+def test_as_array_and_empty_documents():
+    tok = Tokenizer(min_df=1)
+    arr = tok.fit_transform(["a b", "", "b c ."], as_array=True)
+    assert isinstance(arr, TokenArray) and arr.values.dtype == np.int32
+    assert arr.tolist() == tok.transform(["a b", "", "b c ."]) == [[4, 3], [], [3, 5, 6]]
+    assert tok.transform([], as_array=True).tolist() == [] and tok.transform([]) == []
+    assert tok.transform(["", ""]) == [[], []]
+    assert tok.inverse_transform(arr) == ["a b", "", "b c ."]
+    only_empty = Tokenizer(min_df=1)
+    assert only_empty.fit_transform(["", " "]) == [[], []] and only_empty.n_features == 3
+
+
+def test_len_filter_keeps_a_token_array():
+    X = TokenArray.from_sequences([[1] * n for n in range(1, 11)])
+    with pytest.warns(UserWarning, match="dropped 5 of 10"):
+        fx, fy = LenFilter(max_len=5, percentile=0).filter(X, list(range(10)))
+    assert isinstance(fx, TokenArray) and fx.lengths().tolist() == [1, 2, 3, 4, 5]
+    assert fy == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("n_ids", [3, 500])  # a dense table, or sorted (document, token) pairs
+def test_document_frequency(n_ids):
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(0, n_ids, size=rng.integers(0, 20)) for _ in range(40)]
+    ids = np.concatenate(docs).astype(np.int32)
+    counts = np.array([len(d) for d in docs])
+    expected = np.zeros(n_ids, np.int64)
+    for d in docs:
+        expected[np.unique(d)] += 1
+    assert np.array_equal(preprocessing._doc_frequency(ids, counts, n_ids), expected)
