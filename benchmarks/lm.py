@@ -21,7 +21,7 @@ import numpy as np
 from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent
 from passage.lm import LanguageModel
 from passage.preprocessing import Tokenizer
-from passage.updates import Adam
+from passage.updates import SGD, Adam
 
 
 def ptb(directory: str):
@@ -60,7 +60,10 @@ def main() -> None:
     ap.add_argument("--embedding-size", type=int, default=None, help="default: --size")
     ap.add_argument("--seq-len", type=int, default=None, help="ptb 35, shakespeare 100")
     ap.add_argument("--batch-size", type=int, default=None, help="ptb 32, shakespeare 64")
+    ap.add_argument("--updater", choices=["adam", "sgd"], default="adam")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--clipnorm", type=float, default=1.0, help="gradient-norm clip (0: off)")
+    ap.add_argument("--init", default="orthogonal", help="recurrent weight init")
     ap.add_argument("--lr-decay", type=float, default=0.5)
     ap.add_argument("--decay-after", type=int, default=None,
                     help="decay the lr after every epoch past this one (default: on plateau)")
@@ -92,10 +95,11 @@ def main() -> None:
     init = (np.random.default_rng(args.seed).normal(0, args.embedding_std, (n_features, emb))
             if args.embedding_std > 0 and not args.tie else None)
     layers = [Embedding(emb, n_features, weights=init)]
-    layers += [rec(args.size, p_drop=args.p_drop, gate_activation=args.gate)
+    layers += [rec(args.size, p_drop=args.p_drop, gate_activation=args.gate, init=args.init)
                for _ in range(args.depth)]
     layers.append(Dense(n_features, "softmax", init=args.dense_init, p_drop=args.p_drop))
-    lm = LanguageModel(layers, updater=Adam(lr=args.lr), verbose=1, seed=args.seed,
+    updater = (Adam if args.updater == "adam" else SGD)(lr=args.lr, clipnorm=args.clipnorm)
+    lm = LanguageModel(layers, updater=updater, verbose=1, seed=args.seed,
                        seq_len=seq_len, tie_weights=args.tie, tokenizer=tok)
     t = time.time()
     lm.fit(train, n_epochs=args.epochs, batch_size=batch, validation_data=valid,

@@ -35,6 +35,7 @@ from passage.recurrent import (
     reverse_padded,
     scan_fused,
     scan_reference,
+    scan_skip_padding,
 )
 
 DIRECTIONS = {"forward": (False,), "backward": (True,), "bi": (False, True),
@@ -247,6 +248,15 @@ class _Recurrent(Layer):
             _Direction(self.kind, n_in, self.size, self.init) for _ in self.reversed)
         self._set_weights()
 
+    def _kernel_weights(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        """[w_ih, w_hh, b_ih, b_hh] with steeper gates folded in: sigmoid(s a) is a plain
+        sigmoid of the pre-activation scaled by s, so the gate rows are scaled by s."""
+        scale = activations.GATE_SCALES.get(self.gate_activation.lower(), 1.0)
+        if self.kind == "simple" or scale == 1.0:
+            return weights
+        s = gate_scale_vector(self.kind, self.size, scale, weights[0].device, weights[0].dtype)
+        return [weights[0] * s[:, None], weights[1] * s[:, None], weights[2] * s, weights[3] * s]
+
     def _scan(self, d: _Direction, x: torch.Tensor, state=None):
         """One direction over the padded batch: (outputs, final state)."""
         state = d.initial_state(x.shape[0]) if state is None else state
@@ -257,11 +267,7 @@ class _Recurrent(Layer):
         k = self.truncate_gradient
         if not self.uses_kernel:
             return scan_reference(self.kind, x, state, weights, self.act, self.gate_act, k)
-        scale = activations.GATE_SCALES.get(self.gate_activation.lower(), 1.0)
-        if self.kind != "simple" and scale != 1.0:
-            s = gate_scale_vector(self.kind, self.size, scale, x.device, x.dtype)
-            weights = [weights[0] * s[:, None], weights[1] * s[:, None],
-                       weights[2] * s, weights[3] * s]
+        weights = self._kernel_weights(weights)
         relu = self.activation.lower() in ("rectify", "relu")
         if k <= 0 or k >= x.shape[1]:
             return scan_fused(self.kind, x, state, weights, relu)
@@ -273,6 +279,67 @@ class _Recurrent(Layer):
             outs.append(out)
         return torch.cat(outs, dim=1), state
 
+    # -- inference that skips padding (CPU, no gradients) --------------------------------------
+    def skips_padding(self, x: torch.Tensor) -> bool:
+        """True when ``infer`` can stand in for ``forward``: evaluation without gradients on the
+        CPU, with activations the step loop has (those of the fused kernels)."""
+        return (not self.training and not torch.is_grad_enabled() and self.uses_kernel
+                and x.device.type == "cpu")
+
+    def _projection_table(self, i: int, embedding: Embedding, w_ih, b_ih) -> torch.Tensor:
+        """Input projection of every vocabulary entry, (n_features, gates * size), for direction
+        i; kept until the embedding or the input weights change."""
+        d = self.directions[i]
+        key = tuple((p.data_ptr(), p._version) for p in (embedding.weight, d.w_ih, d.b_ih))
+        cache = self.__dict__.setdefault("_tables", {})
+        if i not in cache or cache[i][0] != key:
+            cache[i] = (key, torch.addmm(b_ih, embedding.weight, w_ih.T))
+        return cache[i][1]
+
+    def infer(self, x: torch.Tensor, lengths: torch.Tensor,
+              embedding: Embedding | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` for inference (see ``skips_padding``), computing no padded step. With the
+        ``embedding`` that precedes this layer, x holds its token ids (batch, time) and each
+        step's input projection is looked up in a per-vocabulary table."""
+        lengths_np = lengths.cpu().numpy()
+        order = None
+        if (np.diff(lengths_np) < 0).any():
+            order = torch.from_numpy(np.argsort(lengths_np, kind="stable"))
+            x, lengths, lengths_np = x[order], lengths[order], lengths_np[order.numpy()]
+        batch, width = x.shape[0], x.shape[1]
+        keep = self.sequence_out or self.pool is not None
+        relu = self.activation.lower() in ("rectify", "relu")
+        table_ok = embedding is not None and embedding.n_features <= 4 * x.numel()
+        outs = []
+        for i, (d, rev) in enumerate(zip(self.directions, self.reversed, strict=True)):
+            w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
+            xs = reverse_padded(x, lengths) if rev else x
+            if embedding is not None and (table_ok or i in self.__dict__.get("_tables", {})):
+                table = self._projection_table(i, embedding, w_ih, b_ih)
+
+                def step_input(t, a, xs=xs, table=table):
+                    return table.index_select(0, xs[a:, t])
+            else:
+                if embedding is not None:
+                    xs = F.embedding(xs, embedding.weight)
+                proj = torch.addmm(b_ih, xs.reshape(batch * width, -1), w_ih.T)
+                proj = proj.view(batch, width, -1)
+
+                def step_input(t, a, proj=proj):
+                    return proj[a:, t]
+            out, final = scan_skip_padding(self.kind, step_input, lengths_np, width,
+                                           d.initial_state(batch), w_hh, b_hh, relu, keep)
+            if self.sequence_out:
+                outs.append(reverse_padded(out, lengths) if rev else out)
+            elif self.pool:
+                outs.append(pool_steps(out, lengths, self.pool))
+            else:  # the state stopped at each sequence's last step (h0 for an empty one)
+                outs.append(final[0])
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+        if order is not None:
+            out, lengths = out[torch.argsort(order)], lengths[torch.argsort(order)]
+        return out, lengths
+
     def forward(self, x, lengths, state=None, return_state: bool = False):
         """(x, lengths) -> (outputs, lengths). With ``return_state`` (forward direction, equal
         lengths: how a language model reads a stream) it starts from ``state`` (None: the
@@ -283,6 +350,8 @@ class _Recurrent(Layer):
         if return_state and (self.reversed != (False,) or bool((lengths != x.shape[1]).any())):
             raise ValueError("carrying state across calls needs a forward-only recurrent layer "
                              "and sequences of equal length")
+        if state is None and not return_state and self.skips_padding(x):
+            return self.infer(x, lengths)
         x = F.dropout(x, self.p_drop, self.training)
         outs = []
         for d, rev in zip(self.directions, self.reversed, strict=True):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from passage import iterators as iterator_registry
 from passage import metrics, targets
 from passage import updates as updater_registry
 from passage.checkpoint import load_checkpoint, save_checkpoint
-from passage.layers import Dense, Layer, output_size
+from passage.layers import Dense, Embedding, Layer, output_size
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -46,8 +47,12 @@ class Stack(nn.Module):
         """Outputs of the last layer. ``states`` (one entry per recurrent layer, None for its
         learned initial state) makes the recurrent layers start from it; the list is then
         updated in place with their final states, as a language model carries state."""
-        k = 0
-        for layer in self.layers[:-1]:
+        k, layers = 0, self.layers[:-1]
+        if states is None and len(layers) > 1 and type(layers[0]) is Embedding and \
+                layers[1].is_recurrent and layers[1].skips_padding(layers[0].weight):
+            x, lengths = layers[1].infer(x, lengths, embedding=layers[0])  # ids in, table lookups
+            layers = layers[2:]
+        for layer in layers:
             if states is not None and layer.is_recurrent:
                 x, lengths, states[k] = layer(x, lengths, state=states[k], return_state=True)
                 k += 1
@@ -465,18 +470,48 @@ class RNN:
                                  "trained model with passage.utils.load(path)")
         X = self._inputs(X)
         lengths = iterator_registry.sequence_lengths(X)
-        order_it = iterator_registry.SortedPadded(size=batch_size)
+        batches = list(iterator_registry.SortedPadded(size=batch_size).batches(lengths, False))
         self.model.eval()
         results: list = [None] * len(lengths)
-        with torch.inference_mode():
-            for idx in order_it.batches(lengths, train=False):
-                x, lt, lengths_np = self._batch(X, idx)
-                out = self.model(x, lt).float().cpu().numpy()
-                if self.target_scale_ is not None:  # back to the units of the labels
-                    out = out * self.target_scale_[1] + self.target_scale_[0]
-                for j, i in enumerate(idx):
-                    results[i] = out[j, :lengths_np[j]] if self.per_step else out[j]
+
+        def run(idx):
+            x, lt, lengths_np = self._batch(X, idx)
+            out = self.model(x, lt).float().cpu().numpy()
+            if self.target_scale_ is not None:  # back to the units of the labels
+                out = out * self.target_scale_[1] + self.target_scale_[0]
+            for j, i in enumerate(idx):
+                results[i] = out[j, :lengths_np[j]] if self.per_step else out[j]
+
+        map_batches(run, batches, self.device)
         if self.per_step:
             return results
         return np.stack(results) if results else np.zeros((0, self.out_size), np.float32)
 
+
+def map_batches(fn, batches: list, device: torch.device) -> None:
+    """Call ``fn`` on every batch in inference mode. On a CPU with n threads, n worker threads
+    each run whole batches on one core (torch releases the GIL inside its kernels): a recurrent
+    scan is a chain of small matmuls, which run faster side by side than each split in n."""
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    threads = min(threads, len(batches))
+    if threads <= 1:
+        with torch.inference_mode():
+            for b in batches:
+                fn(b)
+        return
+
+    def one_core():
+        torch.set_num_threads(1)
+
+    def guarded(b):
+        with torch.inference_mode():
+            fn(b)
+
+    main_threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(threads, initializer=one_core) as pool:
+            # longest batches first (they come sorted by length), so neither core waits at the end
+            for done in [pool.submit(guarded, b) for b in batches[::-1]]:
+                done.result()  # re-raises a worker's error here
+    finally:
+        torch.set_num_threads(main_threads)  # new threads start from this value

@@ -284,3 +284,39 @@ def test_per_step_labels_must_match_steps():
         m.fit([[3, 4], [5]], [[0, 1], [2, 2]])
     with pytest.raises(ValueError, match="one label per step"):
         m.fit([[3, 4], [5]], [1, 0])
+
+
+@pytest.mark.parametrize("seq_output", [False, True])
+def test_predict_on_worker_threads_matches_one_thread(seq_output):
+    """predict spreads batches over one worker thread per core: same outputs, same order, and
+    the caller's thread count is left as it was."""
+    rng = np.random.default_rng(0)
+    X = [list(rng.integers(3, 50, size=rng.integers(0, 30))) for _ in range(300)]
+    m = RNN([Embedding(8, 50), GatedRecurrent(8, direction="bi", seq_output=seq_output),
+             Dense(2, "softmax")], "cce", verbose=0, seed=0)
+    m.fitted_ = True
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        threaded = m.predict(X, batch_size=16)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        alone = m.predict(X, batch_size=16)
+    finally:
+        torch.set_num_threads(before)
+    assert len(threaded) == len(alone) == len(X)
+    for a, b in zip(threaded, alone, strict=True):
+        assert np.allclose(a, b, atol=1e-6)
+    one = m.predict([X[7]])
+    assert np.allclose(one[0], alone[7], atol=1e-6)
+
+
+def test_predict_error_on_a_worker_thread_reaches_the_caller():
+    m = model_small()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(ValueError, match="token id 99 is outside"):
+            m.predict([[3, 4]] * 300 + [[99]], batch_size=8)
+    finally:
+        torch.set_num_threads(before)

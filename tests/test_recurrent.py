@@ -159,3 +159,47 @@ def test_pooling_matches_numpy_and_ignores_padding(pool, direction):
     assert np.abs(model.predict([[4] * 30, [3, 7, 5]])[1] - alone[0]).max() <= 1e-5
     with pytest.raises(ValueError, match="pool must be"):
         GatedRecurrent(4, pool="sum")
+
+
+@pytest.mark.parametrize("cls", KINDS)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("out", ["last", "seq", "max", "mean"])
+def test_inference_scan_skipping_padding_matches_the_fused_kernel(cls, direction, out):
+    """Without gradients on the CPU a layer steps only the sequences still running; it must
+    give what the fused kernel gives on the padded batch (unsorted lengths, empty ones too)."""
+    layer = make(cls, direction, out == "seq", pool=out if out in ("max", "mean") else None)
+    layer.eval()
+    x = torch.randn(5, 7, 2, dtype=torch.float64)
+    lengths = torch.tensor([3, 7, 0, 1, 7])
+    kernel, _ = layer(x, lengths)  # gradients on: the fused kernel
+    assert layer.skips_padding(x) is False
+    with torch.no_grad():
+        assert layer.skips_padding(x)
+        skipping, lt = layer(x, lengths)
+    torch.testing.assert_close(skipping, kernel.detach(), rtol=1e-10, atol=1e-10)
+    assert lt.tolist() == lengths.tolist()
+
+
+@pytest.mark.parametrize("cls, kw", [(GatedRecurrent, {"gate_activation": "sigmoid"}),
+                                     (LstmRecurrent, {}), (SimpleRecurrent,
+                                                           {"activation": "relu"})])
+@pytest.mark.parametrize("direction", ["forward", "bi"])
+def test_embedding_table_path_matches_the_fused_kernel(cls, kw, direction):
+    """After an Embedding, inference looks each step's input projection up in a vocabulary
+    table; predictions match the fused path, and the table follows weight updates."""
+    model = RNN([Embedding(5, 20), cls(4, direction=direction, **kw), Dense(2, "softmax")],
+                "cce", verbose=0, seed=0)
+    model.fitted_ = True
+    rng = np.random.default_rng(1)
+    X = [list(rng.integers(0, 20, size=n)) for n in (9, 0, 4, 30, 4, 1)]
+
+    def fused():
+        x, lt, _ = model._batch(X, list(range(len(X))))
+        model.model.eval()
+        with torch.enable_grad():  # gradients on: the layers take the fused kernel
+            return model.model(x, lt).detach().numpy()
+
+    np.testing.assert_allclose(model.predict(X), fused(), rtol=1e-5, atol=1e-6)
+    assert 0 in model.layers[1]._tables  # the table path ran
+    model.fit(X, [0, 1, 0, 1, 1, 0], n_epochs=2)  # weights change in place
+    np.testing.assert_allclose(model.predict(X), fused(), rtol=1e-5, atol=1e-6)
