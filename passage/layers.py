@@ -286,21 +286,20 @@ class _Recurrent(Layer):
         return (not self.training and not torch.is_grad_enabled() and self.uses_kernel
                 and x.device.type == "cpu")
 
-    def _projection_table(self, i: int, embedding: Embedding, w_ih, b_ih) -> torch.Tensor:
-        """Input projection of every vocabulary entry, (n_features, gates * size), for direction
-        i; kept until the embedding or the input weights change."""
-        d = self.directions[i]
-        key = tuple((p.data_ptr(), p._version) for p in (embedding.weight, d.w_ih, d.b_ih))
-        cache = self.__dict__.setdefault("_tables", {})
-        if i not in cache or cache[i][0] != key:
-            cache[i] = (key, torch.addmm(b_ih, embedding.weight, w_ih.T))
-        return cache[i][1]
+    def projection_tables(self, embedding: Embedding) -> list[torch.Tensor]:
+        """The input projection of every vocabulary entry, (n_features, gates * size), one per
+        direction: looked up instead of a matmul at each step of ``infer``. Computed for one
+        ``predict`` call at a time, so it can never outlive a change of the weights."""
+        with torch.no_grad():
+            return [torch.addmm(b_ih, embedding.weight, w_ih.T) for w_ih, _, b_ih, _ in
+                    (self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
+                     for d in self.directions)]
 
-    def infer(self, x: torch.Tensor, lengths: torch.Tensor,
-              embedding: Embedding | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def infer(self, x: torch.Tensor, lengths: torch.Tensor, embedding: Embedding | None = None,
+              tables: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward`` for inference (see ``skips_padding``), computing no padded step. With the
-        ``embedding`` that precedes this layer, x holds its token ids (batch, time) and each
-        step's input projection is looked up in a per-vocabulary table."""
+        ``embedding`` that precedes this layer, x holds its token ids (batch, time); with its
+        ``projection_tables`` too, each step's input projection is a table lookup."""
         lengths_np = lengths.cpu().numpy()
         order = None
         if (np.diff(lengths_np) < 0).any():
@@ -309,13 +308,12 @@ class _Recurrent(Layer):
         batch, width = x.shape[0], x.shape[1]
         keep = self.sequence_out or self.pool is not None
         relu = self.activation.lower() in ("rectify", "relu")
-        table_ok = embedding is not None and embedding.n_features <= 4 * x.numel()
         outs = []
         for i, (d, rev) in enumerate(zip(self.directions, self.reversed, strict=True)):
             w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
             xs = reverse_padded(x, lengths) if rev else x
-            if embedding is not None and (table_ok or i in self.__dict__.get("_tables", {})):
-                table = self._projection_table(i, embedding, w_ih, b_ih)
+            if embedding is not None and tables is not None:
+                table = tables[i]
 
                 def step_input(t, a, xs=xs, table=table):
                     return table.index_select(0, xs[a:, t])

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,14 +44,15 @@ class Stack(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, x, lengths, pre_act: bool = False, states: list | None = None):
+    def forward(self, x, lengths, pre_act: bool = False, states: list | None = None,
+                tables: list | None = None):
         """Outputs of the last layer. ``states`` (one entry per recurrent layer, None for its
         learned initial state) makes the recurrent layers start from it; the list is then
-        updated in place with their final states, as a language model carries state."""
+        updated in place with their final states, as a language model carries state.
+        ``tables``: ``projection_tables()``, for inference straight from token ids."""
         k, layers = 0, self.layers[:-1]
-        if states is None and len(layers) > 1 and type(layers[0]) is Embedding and \
-                layers[1].is_recurrent and layers[1].skips_padding(layers[0].weight):
-            x, lengths = layers[1].infer(x, lengths, embedding=layers[0])  # ids in, table lookups
+        if states is None and self._reads_ids():
+            x, lengths = layers[1].infer(x, lengths, embedding=layers[0], tables=tables)
             layers = layers[2:]
         for layer in layers:
             if states is not None and layer.is_recurrent:
@@ -60,6 +62,20 @@ class Stack(nn.Module):
                 x, lengths = layer(x, lengths)
         last = self.layers[-1]
         return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
+
+    def _reads_ids(self) -> bool:
+        """An Embedding then a recurrent layer that can skip padding: inference then feeds the
+        token ids to the recurrent layer, which embeds (or looks up projections) per step."""
+        first, second = self.layers[0], self.layers[1] if len(self.layers) > 2 else None
+        return (type(first) is Embedding and second is not None and second.is_recurrent
+                and second.skips_padding(first.weight))
+
+    def projection_tables(self, n_tokens: int) -> list | None:
+        """For inference on ``n_tokens`` tokens: the first recurrent layer's projection of the
+        whole vocabulary, when it costs less than projecting the tokens themselves (x4)."""
+        if not self._reads_ids() or self.layers[0].n_features > 4 * n_tokens:
+            return None
+        return self.layers[1].projection_tables(self.layers[0])
 
 
 def build_stack(layers: list[Layer]) -> Stack:
@@ -473,10 +489,12 @@ class RNN:
         batches = list(iterator_registry.SortedPadded(size=batch_size).batches(lengths, False))
         self.model.eval()
         results: list = [None] * len(lengths)
+        with torch.inference_mode():
+            tables = self.model.projection_tables(int(lengths.sum()))
 
         def run(idx):
             x, lt, lengths_np = self._batch(X, idx)
-            out = self.model(x, lt).float().cpu().numpy()
+            out = self.model(x, lt, tables=tables).float().cpu().numpy()
             if self.target_scale_ is not None:  # back to the units of the labels
                 out = out * self.target_scale_[1] + self.target_scale_[0]
             for j, i in enumerate(idx):
@@ -488,30 +506,52 @@ class RNN:
         return np.stack(results) if results else np.zeros((0, self.out_size), np.float32)
 
 
+_MAP_LOCK = threading.Lock()
+
+
 def map_batches(fn, batches: list, device: torch.device) -> None:
     """Call ``fn`` on every batch in inference mode. On a CPU with n threads, n worker threads
     each run whole batches on one core (torch releases the GIL inside its kernels): a recurrent
-    scan is a chain of small matmuls, which run faster side by side than each split in n."""
-    threads = torch.get_num_threads() if device.type == "cpu" else 1
-    threads = min(threads, len(batches))
-    if threads <= 1:
+    scan is a chain of small matmuls, which run faster side by side than each split in n.
+    One call at a time uses workers; a concurrent call (another thread's predict) runs in its
+    own thread, so the cores are never oversubscribed."""
+    threads = min(torch.get_num_threads() if device.type == "cpu" else 1, len(batches))
+    if threads <= 1 or not _MAP_LOCK.acquire(blocking=False):
         with torch.inference_mode():
             for b in batches:
                 fn(b)
         return
+    main_threads = torch.get_num_threads()
+    started = threading.Barrier(threads + 1)
 
     def one_core():
+        torch.get_num_threads()  # torch sets up this thread's count first, then we lower it
         torch.set_num_threads(1)
+        try:
+            started.wait(timeout=10)
+        except threading.BrokenBarrierError:
+            pass
 
     def guarded(b):
         with torch.inference_mode():
             fn(b)
 
-    main_threads = torch.get_num_threads()
     try:
         with ThreadPoolExecutor(threads, initializer=one_core) as pool:
             # longest batches first (they come sorted by length), so neither core waits at the end
-            for done in [pool.submit(guarded, b) for b in batches[::-1]]:
-                done.result()  # re-raises a worker's error here
+            futures = [pool.submit(guarded, b) for b in batches[::-1]]
+            try:
+                started.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                pass
+            # set_num_threads also set the count that threads new to torch start with: put back
+            torch.set_num_threads(main_threads)
+            try:
+                for done in futures:
+                    done.result()  # re-raises a worker's error here
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     finally:
-        torch.set_num_threads(main_threads)  # new threads start from this value
+        torch.set_num_threads(main_threads)
+        _MAP_LOCK.release()

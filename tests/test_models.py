@@ -320,3 +320,19 @@ def test_predict_error_on_a_worker_thread_reaches_the_caller():
             m.predict([[3, 4]] * 300 + [[99]], batch_size=8)
     finally:
         torch.set_num_threads(before)
+
+
+def test_concurrent_predicts_from_several_threads():
+    """Two threads predicting at once (a server, say) each get their own right answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(2)
+    X = [list(rng.integers(3, 50, size=rng.integers(0, 40))) for _ in range(400)]
+    m = RNN([Embedding(8, 50), LstmRecurrent(8, pool="max"), Dense(1, "sigmoid")], "bce",
+            verbose=0, seed=0)
+    m.fitted_ = True
+    want = m.predict(X, batch_size=16)
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda _: m.predict(X, batch_size=16), range(4)))
+    for g in got:
+        assert np.allclose(g, want, atol=1e-6)
