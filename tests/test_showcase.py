@@ -199,6 +199,29 @@ def test_embedding_map(tmp_path, binary_model):
     words = {p["word"]: p for p in points}
     assert words["great"]["mean"] == 1.0 and words["awful"]["mean"] == 0.0
     assert len(points) == 13 and all(np.isfinite([p["x"], p["y"]]).all() for p in points)
+    assert 1 <= sum(p["labelled"] for p in points) <= 5
+
+
+def test_map_labels_never_overlap_even_in_a_dense_cluster():
+    from passage.showcase.embedmap import place_labels
+    from passage.showcase.figures import new_figure
+
+    fig = new_figure(6, 5)
+    ax = fig.add_subplot()
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(0, 0.01, 120), rng.normal(0, 0.01, 120)  # 120 dots on one spot
+    ax.scatter(xs, ys)
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(-1, 1)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    placed = place_labels(fig, ax, xs, ys, [f"word{i}" for i in range(120)])
+    boxes = [box for word, box in placed if word is not None]
+    assert 20 <= len(boxes) < 120  # many fit around the spot, not all
+    frame = ax.get_window_extent(fig.canvas.get_renderer())
+    for i, a in enumerate(boxes):
+        assert frame.contains(a.x0, a.y0) and frame.contains(a.x1, a.y1)
+        assert not any(a.overlaps(b) for b in boxes[i + 1:])
 
 
 def test_label_means_count_documents_not_occurrences():

@@ -47,7 +47,8 @@ def label_means(tokenizer, texts, values: np.ndarray, ids: list[int]
 def embedding_map(model, texts, values, path: str | os.PathLike, *, n_words: int = 500,
                   n_labels: int = 40, value_name: str = "average label", seed: int = 0,
                   title: str | None = None) -> list[dict]:
-    """Draw the map to ``path`` (PNG); returns one dict per word: word, x, y, mean, n_docs.
+    """Draw the map to ``path`` (PNG); returns one dict per word: word, x, y, mean, n_docs and
+    labelled (whether its label found a free place on the map).
 
     values: one number per text (0/1 for binary labels, the rating for regression).
     n_labels: how many words get a text label: the most extreme ones and a random sample.
@@ -97,6 +98,49 @@ def pick_labelled(means: np.ndarray, center: float, n_labels: int, seed: int) ->
     return extreme + list(sample)
 
 
+# where a label may go relative to its dot: 8 directions at growing distances (points)
+_DIRECTIONS = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
+_RADII = [4, 12, 22, 34, 48, 64, 84]
+
+
+def _padded(v: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(v.min()), float(v.max())
+    pad = 0.05 * (hi - lo or 1.0)
+    return lo - pad, hi + pad
+
+
+def place_labels(fig, ax, xs, ys, words: list[str], fontsize: int = 8) -> list[tuple]:
+    """Label each dot (in priority order) where its text overlaps no label placed before and
+    stays inside the axes: tried in 8 directions at growing distances, with a thin line back to
+    the dot when moved away. Returns (word or None if no free place was found, box) per dot."""
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed, out = [], []
+    for x, y, word in zip(xs, ys, words, strict=True):
+        spot = None
+        for r in _RADII:
+            for dx, dy in _DIRECTIONS:
+                where = dict(xy=(x, y), xytext=(dx * r, dy * r), textcoords="offset points",
+                             fontsize=fontsize,
+                             ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                             va="bottom" if dy > 0 else "top" if dy < 0 else "center")
+                text = ax.annotate(word, **where)
+                box = text.get_window_extent(renderer)
+                text.remove()
+                inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+                if inside and not any(box.overlaps(b) for b in placed):
+                    spot = box
+                    line = dict(arrowstyle="-", lw=0.4, color="0.45", shrinkA=0, shrinkB=2)
+                    ax.annotate(word, **where, arrowprops=line if r > 4 else None)
+                    break
+            if spot is not None:
+                break
+        if spot is not None:
+            placed.append(spot)
+        out.append((word if spot is not None else None, spot))
+    return out
+
+
 def _draw(points: list[dict], center: float, path, value_name: str, n_labels: int, seed: int,
           title: str) -> None:
     from matplotlib.colors import TwoSlopeNorm
@@ -113,9 +157,6 @@ def _draw(points: list[dict], center: float, path, value_name: str, n_labels: in
     ax = fig.add_subplot()
     dots = ax.scatter(xs, ys, c=means, cmap=colormap("RdBu"), norm=norm, s=18,
                       edgecolors="0.4", linewidths=0.3)
-    for i in pick_labelled(means, center, n_labels, seed):
-        ax.annotate(points[i]["word"], (xs[i], ys[i]), xytext=(3, 3), textcoords="offset points",
-                    fontsize=8)
     bar = fig.colorbar(dots, ax=ax, shrink=0.8)
     bar.set_label(f"{value_name} of the texts containing the word (all texts: {center:.2f})")
     ax.set_title(title)
@@ -123,4 +164,14 @@ def _draw(points: list[dict], center: float, path, value_name: str, n_labels: in
     ax.set_ylabel("t-SNE 2")
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.set_xlim(*_padded(xs))
+    ax.set_ylim(*_padded(ys))
+    fig.canvas.draw()  # lay the figure out once, then keep it so label boxes stay where measured
+    fig.set_layout_engine("none")
+    chosen = pick_labelled(means, center, n_labels, seed)
+    placed = place_labels(fig, ax, xs[chosen], ys[chosen], [points[i]["word"] for i in chosen])
+    for i, (word, _) in zip(chosen, placed, strict=True):
+        points[i]["labelled"] = word is not None
+    for p in points:
+        p.setdefault("labelled", False)
     save_png(fig, path)
