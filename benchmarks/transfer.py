@@ -51,6 +51,17 @@ def classifier_fit(model, X, Y, epochs, pretrained=False, finetune_lr=0.0):
     return time.time() - t
 
 
+def make_classifier(name, lm, tok, pool, seed):
+    """The classifier from the LM (frozen at first), or the same layers from scratch."""
+    if name == "from scratch":
+        return RNN([Embedding(128, tok.n_features),
+                    GatedRecurrent(128, pool=pool, gate_activation="sigmoid"),
+                    Dense(1, "sigmoid")], "bce", updater=Adam(lr=1e-3), verbose=0, seed=seed,
+                   tokenizer=tok)
+    return from_language_model(lm, [Dense(1, "sigmoid")], "bce", updater=Adam(lr=1e-3),
+                               verbose=0, seed=seed, pool=pool, freeze=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/imdb")
@@ -67,7 +78,11 @@ def main() -> None:
     ap.add_argument("--lm", default=None, help="load the pretrained LM from this file")
     ap.add_argument("--save-lm", default=None, help="save the pretrained LM to this file")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model-seeds", default=None,
+                    help="e.g. 0,1,2: fit each classifier once per seed (same labelled reviews) "
+                         "and report the mean and range; default: --seed once")
     args = ap.parse_args()
+    seeds = [int(s) for s in args.model_seeds.split(",")] if args.model_seeds else [args.seed]
     rng = np.random.default_rng(args.seed)
     trX, trY = load_imdb(args.data, "train")
     teX, teY = load_imdb(args.data, "test")
@@ -102,26 +117,25 @@ def main() -> None:
         idx = rng.permutation(len(trX))[:n]
         X, Y = tok.transform([trX[i] for i in idx]), [trY[i] for i in idx]
         for name in ("pretrained LM", "from scratch"):
-            if name == "from scratch":
-                model = RNN([Embedding(128, tok.n_features), GatedRecurrent(128, pool=pool_how,
-                                                            gate_activation="sigmoid"),
-                             Dense(1, "sigmoid")], "bce", updater=Adam(lr=1e-3), verbose=0,
-                            seed=args.seed, tokenizer=tok)
-            else:
-                model = from_language_model(lm, [Dense(1, "sigmoid")], "bce",
-                                            updater=Adam(lr=1e-3), verbose=0, seed=args.seed,
-                                            pool=pool_how, freeze=True)
-            secs = classifier_fit(model, X, Y, args.epochs, name == "pretrained LM",
-                                  args.finetune_lr)
-            p = model.predict(teT)
-            rows.append((n, name, accuracy(np.array(teY), p), roc_auc(np.array(teY), p), secs,
-                         model.best_epoch_))
-            print(f"{n:>6} labels  {name:<14} test accuracy {rows[-1][2]:.2%}  ROC AUC "
-                  f"{rows[-1][3]:.4f}  ({secs:.0f}s, kept epoch {rows[-1][5]})", flush=True)
-    print("\n| labelled reviews | classifier | test accuracy | ROC AUC | fit seconds |")
+            accs, aucs, secs = [], [], []
+            for seed in seeds:
+                model = make_classifier(name, lm, tok, pool_how, seed)
+                secs.append(classifier_fit(model, X, Y, args.epochs, name == "pretrained LM",
+                                           args.finetune_lr))
+                p = model.predict(teT)
+                accs.append(accuracy(np.array(teY), p))
+                aucs.append(roc_auc(np.array(teY), p))
+                print(f"{n:>6} labels  {name:<14} seed {seed}  test accuracy {accs[-1]:.2%}  "
+                      f"ROC AUC {aucs[-1]:.4f}  ({secs[-1]:.0f}s, kept epoch "
+                      f"{model.best_epoch_})", flush=True)
+            rows.append((n, name, accs, aucs, float(np.mean(secs))))
+    print(f"\n| labelled reviews | classifier | test accuracy (mean of {len(seeds)}; range) | "
+          "ROC AUC (mean) | fit seconds |")
     print("|---|---|---|---|---|")
-    for n, name, acc, auc, secs, _ in rows:
-        print(f"| {n:,} | {name} | {acc:.2%} | {auc:.4f} | {secs:.0f} |")
+    for n, name, accs, aucs, secs in rows:
+        spread = f" ({min(accs):.2%}-{max(accs):.2%})" if len(accs) > 1 else ""
+        print(f"| {n:,} | {name} | {np.mean(accs):.2%}{spread} | {np.mean(aucs):.4f} | "
+              f"{secs:.0f} |")
     print(f"(pretraining: {pre_secs / 60:.1f} min, not included above)")
 
 
