@@ -242,6 +242,11 @@ class _Recurrent(Layer):
     def out_size(self) -> int:
         return self.size * len(self.reversed)
 
+    @property
+    def relu(self) -> bool:
+        """Whether the kernels run a relu (SimpleRecurrent) rather than tanh."""
+        return self.activation.lower() in ("rectify", "relu")
+
     def connect(self, n_in: int) -> None:
         super().connect(n_in)
         self.directions = nn.ModuleList(
@@ -268,7 +273,7 @@ class _Recurrent(Layer):
         if not self.uses_kernel:
             return scan_reference(self.kind, x, state, weights, self.act, self.gate_act, k)
         weights = self._kernel_weights(weights)
-        relu = self.activation.lower() in ("rectify", "relu")
+        relu = self.relu
         if k <= 0 or k >= x.shape[1]:
             return scan_fused(self.kind, x, state, weights, relu)
         outs = []
@@ -307,7 +312,6 @@ class _Recurrent(Layer):
             x, lengths, lengths_np = x[order], lengths[order], lengths_np[order.numpy()]
         batch, width = x.shape[0], x.shape[1]
         keep = self.sequence_out or self.pool is not None
-        relu = self.activation.lower() in ("rectify", "relu")
         outs = []
         for i, (d, rev) in enumerate(zip(self.directions, self.reversed, strict=True)):
             w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
@@ -326,7 +330,7 @@ class _Recurrent(Layer):
                 def step_input(t, a, proj=proj):
                     return proj[a:, t]
             out, final = scan_skip_padding(self.kind, step_input, lengths_np, width,
-                                           d.initial_state(batch), w_hh, b_hh, relu, keep)
+                                           d.initial_state(batch), w_hh, b_hh, self.relu, keep)
             if self.sequence_out:
                 outs.append(reverse_padded(out, lengths) if rev else out)
             elif self.pool:
@@ -335,7 +339,8 @@ class _Recurrent(Layer):
                 outs.append(final[0])
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
         if order is not None:
-            out, lengths = out[torch.argsort(order)], lengths[torch.argsort(order)]
+            back = torch.argsort(order)
+            out, lengths = out[back], lengths[back]
         return out, lengths
 
     def forward(self, x, lengths, state=None, return_state: bool = False):

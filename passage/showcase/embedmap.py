@@ -117,28 +117,32 @@ def place_labels(fig, ax, xs, ys, words: list[str], fontsize: int = 8) -> list[t
     frame = ax.get_window_extent(renderer)
     placed, out = [], []
     for x, y, word in zip(xs, ys, words, strict=True):
-        spot = None
-        for r in _RADII:
-            for dx, dy in _DIRECTIONS:
-                where = dict(xy=(x, y), xytext=(dx * r, dy * r), textcoords="offset points",
-                             fontsize=fontsize,
-                             ha="left" if dx > 0 else "right" if dx < 0 else "center",
-                             va="bottom" if dy > 0 else "top" if dy < 0 else "center")
-                text = ax.annotate(word, **where)
-                box = text.get_window_extent(renderer)
-                text.remove()
-                inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
-                if inside and not any(box.overlaps(b) for b in placed):
-                    spot = box
-                    line = dict(arrowstyle="-", lw=0.4, color="0.45", shrinkA=0, shrinkB=2)
-                    ax.annotate(word, **where, arrowprops=line if r > 4 else None)
-                    break
-            if spot is not None:
-                break
+        spot = _free_spot(ax, renderer, frame, placed, word, (x, y), fontsize)
         if spot is not None:
-            placed.append(spot)
-        out.append((word if spot is not None else None, spot))
+            where, box, r = spot
+            line = dict(arrowstyle="-", lw=0.4, color="0.45", shrinkA=0, shrinkB=2)
+            ax.annotate(word, **where, arrowprops=line if r > _RADII[0] else None)
+            placed.append(box)
+        out.append((word, spot[1]) if spot is not None else (None, None))
     return out
+
+
+def _free_spot(ax, renderer, frame, placed, word, xy, fontsize):
+    """The first (annotate arguments, box, distance) where ``word`` overlaps no box in
+    ``placed`` and stays inside ``frame``; None if there is none."""
+    for r in _RADII:
+        for dx, dy in _DIRECTIONS:
+            where = dict(xy=xy, xytext=(dx * r, dy * r), textcoords="offset points",
+                         fontsize=fontsize,
+                         ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                         va="bottom" if dy > 0 else "top" if dy < 0 else "center")
+            text = ax.annotate(word, **where)
+            box = text.get_window_extent(renderer)  # measured, then removed
+            text.remove()
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(b) for b in placed):
+                return where, box, r
+    return None
 
 
 def _draw(points: list[dict], center: float, path, value_name: str, n_labels: int, seed: int,
