@@ -2,7 +2,8 @@
 
 Input: ``Embedding`` (token ids), ``OneHot`` (token ids), ``Generic`` (real vectors per step).
 Recurrent: ``SimpleRecurrent``, ``GatedRecurrent`` (GRU), ``LstmRecurrent``; forward, backward or
-bidirectional (``direction='bi'``, outputs concatenated). Output: ``Dense``.
+bidirectional (``direction='bi'``, outputs concatenated). Output: ``Dense`` (or, for a language
+model over a large vocabulary, ``AdaptiveSoftmax``).
 
 Each layer takes its config in the constructor (names and defaults of 2015 Passage) and makes its
 parameters in ``connect(n_in)``, once the size of its input is known. Every layer maps
@@ -184,6 +185,55 @@ class Dense(Layer):
         x = F.dropout(x, self.p_drop, self.training)
         y = F.linear(x, self.w, self.b)
         return (y if pre_act else self.act(y)), lengths
+
+
+class AdaptiveSoftmax(Layer):
+    """A softmax over a large vocabulary at a fraction of the cost (Grave et al., 2017), as the
+    output of a ``LanguageModel``: ids below ``cutoffs[0]`` get a full softmax, the rarer ones
+    sit in clusters (one per further cutoff) behind a single head entry each, projected
+    ``div_value`` times smaller per cluster. Ids must run from frequent to rare, as the
+    Tokenizer's do. Outputs the probability of every id (``pre_act``: their logs).
+
+    >>> import torch
+    >>> out = AdaptiveSoftmax(size=50, cutoffs=(10, 30))
+    >>> out.connect(32)
+    >>> p, _ = out(torch.randn(2, 32), None)
+    >>> tuple(p.shape), bool(torch.allclose(p.sum(1), torch.ones(2)))
+    ((2, 50), True)
+    """
+
+    def __init__(self, size: int, cutoffs=(1000, 4000), div_value: float = 4.0,
+                 p_drop: float = 0.0):
+        super().__init__()
+        self.size, self.div_value, self.p_drop = size, div_value, p_drop
+        _check_positive(self, size=size)
+        self.cutoffs = [int(c) for c in cutoffs]
+        if not self.cutoffs or self.cutoffs != sorted(set(self.cutoffs)) or \
+                self.cutoffs[0] < 1 or self.cutoffs[-1] >= size:
+            raise ValueError(f"AdaptiveSoftmax cutoffs must be increasing ids between 1 and "
+                             f"size - 1 = {size - 1}; got {list(cutoffs)!r}")
+        if not div_value >= 1:
+            raise ValueError(f"AdaptiveSoftmax div_value must be >= 1, got {div_value!r}")
+
+    def connect(self, n_in: int) -> None:
+        super().connect(n_in)
+        if n_in // self.div_value ** len(self.cutoffs) < 1:
+            raise ValueError(f"AdaptiveSoftmax: its last cluster would be projected to "
+                             f"{n_in} / {self.div_value}^{len(self.cutoffs)} < 1 features; "
+                             "use fewer cutoffs or a smaller div_value")
+        self.asm = nn.AdaptiveLogSoftmaxWithLoss(n_in, self.size, self.cutoffs,
+                                                 div_value=float(self.div_value))
+
+    def forward(self, x, lengths, pre_act: bool = False):
+        x = F.dropout(x, self.p_drop, self.training)
+        logp = self.asm.log_prob(x.reshape(-1, self.n_in)).reshape(*x.shape[:-1], self.size)
+        return (logp if pre_act else logp.exp()), lengths
+
+    def cost(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-probability of ``target`` ids, computing only the clusters they
+        fall in (what makes training cheap)."""
+        x = F.dropout(x, self.p_drop, self.training)
+        return self.asm(x.reshape(-1, self.n_in), target.reshape(-1)).loss
 
 
 class _Direction(nn.Module):
@@ -419,8 +469,8 @@ class LstmRecurrent(_Recurrent):
 
 
 LAYERS: dict[str, type[Layer]] = {
-    c.__name__: c for c in (Embedding, FeatureEmbedding, OneHot, Generic, Dense, SimpleRecurrent,
-                            GatedRecurrent, LstmRecurrent)
+    c.__name__: c for c in (Embedding, FeatureEmbedding, OneHot, Generic, Dense, AdaptiveSoftmax,
+                            SimpleRecurrent, GatedRecurrent, LstmRecurrent)
 }
 
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from passage.layers import Dense
+from passage import costs as cost_registry
+from passage.layers import AdaptiveSoftmax, Dense
 from passage.models import RNN
 from passage.preprocessing import END
 
@@ -33,7 +34,8 @@ class LanguageModel(RNN):
     perplexity and bits per token, ``generate`` samples a continuation.
 
     layers: an input layer (Embedding or OneHot), forward recurrent layers, Dense(n_features,
-    'softmax'). seq_len: tokens per truncated-BPTT segment. carry_state: pass the state from
+    'softmax') -- or AdaptiveSoftmax(n_features), several times faster for a vocabulary of
+    thousands of words. seq_len: tokens per truncated-BPTT segment. carry_state: pass the state from
     one segment to the next (True) or restart every segment from the learned initial state.
     tie_weights: the output layer shares the Embedding's matrix (needs the last recurrent
     layer's size equal to the embedding size).
@@ -53,14 +55,20 @@ class LanguageModel(RNN):
                          tokenizer=tokenizer)
         first, last = self.layers[0], self.layers[-1]
         n = getattr(first, "n_features", None)
-        if n is None or not isinstance(last, Dense) or last.size != n or \
-                last.activation.lower() != "softmax" or self._logits_cost is None:
+        softmax = isinstance(last, Dense) and last.activation.lower() == "softmax" and \
+            self._logits_cost is not None
+        adaptive = isinstance(last, AdaptiveSoftmax) and \
+            self.cost is cost_registry.CategoricalCrossEntropy
+        if n is None or not (softmax or adaptive) or last.size != n:
             raise ValueError("a language model needs Embedding/OneHot(n_features=V) first, "
-                             "Dense(V, 'softmax') last and cost='cce'")
+                             "Dense(V, 'softmax') or AdaptiveSoftmax(V) last and cost='cce'")
         if not isinstance(seq_len, int) or seq_len < 1:
             raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
         self.seq_len, self.carry_state, self.tie_weights = seq_len, carry_state, tie_weights
         if tie_weights:
+            if adaptive:
+                raise ValueError("tie_weights needs a Dense(V, 'softmax') output: an "
+                                 "AdaptiveSoftmax has no single output matrix to share")
             if not hasattr(first, "weight") or last.w.shape != first.weight.shape:
                 raise ValueError(
                     f"tie_weights needs an Embedding whose size equals the input of the output "
@@ -110,6 +118,9 @@ class LanguageModel(RNN):
         lengths = torch.full((x.shape[0],), x.shape[1], device=self.device)
         if not self.carry_state:
             states = [None] * len(states)
+        last = self.layers[-1]
+        if isinstance(last, AdaptiveSoftmax):  # only the clusters the targets fall in
+            return last.cost(self.model(x, lengths, states=states, head=False), y)
         logits = self.model(x, lengths, pre_act=True, states=states)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 

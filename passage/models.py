@@ -45,11 +45,12 @@ class Stack(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x, lengths, pre_act: bool = False, states: list | None = None,
-                tables: list | None = None):
+                tables: list | None = None, head: bool = True):
         """Outputs of the last layer. ``states`` (one entry per recurrent layer, None for its
         learned initial state) makes the recurrent layers start from it; the list is then
         updated in place with their final states, as a language model carries state.
-        ``tables``: ``projection_tables()``, for inference straight from token ids."""
+        ``tables``: ``projection_tables()``, for inference straight from token ids.
+        ``head=False``: the input of the last layer instead (for a cost it computes itself)."""
         k, layers = 0, self.layers[:-1]
         if states is None and self._reads_ids():
             x, lengths = layers[1].infer(x, lengths, embedding=layers[0], tables=tables)
@@ -61,6 +62,8 @@ class Stack(nn.Module):
             else:
                 x, lengths = layer(x, lengths)
         last = self.layers[-1]
+        if not head:
+            return x
         return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
 
     def _reads_ids(self) -> bool:

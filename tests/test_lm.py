@@ -141,3 +141,58 @@ def test_lr_decays_after_the_given_epoch():
                        updater=Adam(lr=0.01), verbose=0, seq_len=4)
     lm.fit([[3, 4, 5, 6]] * 10, n_epochs=4, batch_size=2, lr_decay=0.5, decay_after=2)
     assert lm.updater.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 ** 3)
+
+
+def test_adaptive_softmax_matches_its_own_full_distribution():
+    # The cheap training cost (only the clusters the targets fall in) must equal the negative
+    # log of the full distribution the layer outputs, which must sum to one.
+    from passage.layers import AdaptiveSoftmax
+    torch.manual_seed(0)
+    out = AdaptiveSoftmax(size=40, cutoffs=(5, 20), div_value=2.0)
+    out.connect(6)
+    h, target = torch.randn(3, 7, 6), torch.randint(0, 40, (3, 7))
+    logp, _ = out(h, None, pre_act=True)
+    assert logp.shape == (3, 7, 40)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(3, 7), atol=1e-5)
+    manual = -logp.gather(-1, target[..., None]).mean()
+    assert torch.allclose(out.cost(h, target), manual, atol=1e-5)
+    # every cluster is used: targets in the head, in each tail, and the cluster tokens' mass
+    assert {int(t) for t in target.flatten()} & set(range(5)) and (target >= 20).any()
+
+
+def test_adaptive_softmax_language_model_learns_and_survives_save_load(tmp_path):
+    from passage.layers import AdaptiveSoftmax
+    stream = copy_stream()
+    lm = LanguageModel([Embedding(16, 9), GatedRecurrent(32), AdaptiveSoftmax(9, (4, 7))],
+                       updater=Adam(lr=1e-2), verbose=0, seed=0, seq_len=5)
+    lm.fit(stream, n_epochs=12, batch_size=4)
+    assert copy_accuracy(lm, copy_stream(seed=1)) > 0.95
+    scores = lm.evaluate(copy_stream(seed=2))
+    # "k 7 7 k": after k comes 7 for sure, after "k 7" 7 for sure, the copy is sure given the
+    # state, only the next block's k is a guess among 4: ppl near 4 ** (1/4) = 1.41
+    assert 1.2 < scores["perplexity"] < 1.7
+    path = tmp_path / "lm.passage"
+    save(lm, path)
+    again = load(path)
+    assert isinstance(again.layers[-1], AdaptiveSoftmax)
+    assert again.evaluate(copy_stream(seed=2)) == pytest.approx(scores, rel=1e-6)
+    assert again.generate([3, 7, 7], n=4, temperature=0) == \
+        lm.generate([3, 7, 7], n=4, temperature=0)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda A: A(10, cutoffs=(4, 4)), "increasing"),
+    (lambda A: A(10, cutoffs=(4, 10)), "increasing"),
+    (lambda A: A(10, cutoffs=()), "increasing"),
+    (lambda A: A(10, cutoffs=(4,), div_value=0.5), "div_value"),
+    (lambda A: LanguageModel([Embedding(8, 10), GatedRecurrent(8), A(10, (4,))], verbose=0,
+                             tie_weights=True), "tie_weights"),
+    (lambda A: LanguageModel([Embedding(8, 10), GatedRecurrent(8), A(12, (4,))], verbose=0),
+     "AdaptiveSoftmax"),
+    (lambda A: LanguageModel([Embedding(8, 10), GatedRecurrent(8), A(10, (4, 6))], verbose=0),
+     "features"),
+])
+def test_bad_adaptive_softmax(make, match):
+    from passage.layers import AdaptiveSoftmax
+    with pytest.raises(ValueError, match=match):
+        make(AdaptiveSoftmax)

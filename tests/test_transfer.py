@@ -4,21 +4,22 @@ import numpy as np
 import pytest
 import torch
 
-from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent
+from passage.layers import AdaptiveSoftmax, Dense, Embedding, GatedRecurrent, LstmRecurrent
 from passage.lm import LanguageModel
 from passage.transfer import from_language_model, unfreeze
 
 
-def pretrained():
+def pretrained(output=None):
     lm = LanguageModel([Embedding(8, 20), LstmRecurrent(12), GatedRecurrent(10),
-                        Dense(20, "softmax")], verbose=0, seed=0, seq_len=6)
+                        output or Dense(20, "softmax")], verbose=0, seed=0, seq_len=6)
     rng = np.random.default_rng(0)
     lm.fit([list(rng.integers(3, 20, size=12)) for _ in range(30)], batch_size=4)
     return lm
 
 
-def test_copies_the_right_weights():
-    lm = pretrained()
+@pytest.mark.parametrize("output", [None, AdaptiveSoftmax(20, cutoffs=(8,), div_value=2.0)])
+def test_copies_the_right_weights(output):
+    lm = pretrained(output)
     clf = from_language_model(lm, [Dense(3, "softmax")], "cce", verbose=0, seed=1)
     assert len(clf.layers) == 4 and clf.pretrained_layers_ == 3
     for src, dst in zip(lm.layers[:3], clf.layers[:3], strict=True):
