@@ -21,6 +21,7 @@ features) after a recurrent layer that returns only its last state.
 from __future__ import annotations
 
 import inspect
+import operator
 
 import numpy as np
 import torch
@@ -205,14 +206,20 @@ class AdaptiveSoftmax(Layer):
     def __init__(self, size: int, cutoffs=(1000, 4000), div_value: float = 4.0,
                  p_drop: float = 0.0):
         super().__init__()
-        self.size, self.div_value, self.p_drop = size, div_value, p_drop
         _check_positive(self, size=size)
-        self.cutoffs = [int(c) for c in cutoffs]
+        try:
+            self.cutoffs = [operator.index(c) for c in cutoffs]  # ints only: 10.7 is an error
+            self.div_value = float(div_value)
+        except TypeError:
+            raise TypeError(f"AdaptiveSoftmax takes cutoffs as a list of ints, e.g. (1000, 4000), "
+                            f"and div_value as a number; got {cutoffs!r}, {div_value!r}") from None
+        self.size, self.p_drop = size, p_drop
         if not self.cutoffs or self.cutoffs != sorted(set(self.cutoffs)) or \
                 self.cutoffs[0] < 1 or self.cutoffs[-1] >= size:
             raise ValueError(f"AdaptiveSoftmax cutoffs must be increasing ids between 1 and "
-                             f"size - 1 = {size - 1}; got {list(cutoffs)!r}")
-        if not div_value >= 1:
+                             f"size - 1 = {size - 1}; got {list(cutoffs)!r} (for {size} ids, "
+                             f"e.g. cutoffs=({size // 10 or 1},))")
+        if not self.div_value >= 1:
             raise ValueError(f"AdaptiveSoftmax div_value must be >= 1, got {div_value!r}")
 
     def connect(self, n_in: int) -> None:
@@ -222,7 +229,7 @@ class AdaptiveSoftmax(Layer):
                              f"{n_in} / {self.div_value}^{len(self.cutoffs)} < 1 features; "
                              "use fewer cutoffs or a smaller div_value")
         self.asm = nn.AdaptiveLogSoftmaxWithLoss(n_in, self.size, self.cutoffs,
-                                                 div_value=float(self.div_value))
+                                                 div_value=self.div_value)
 
     def forward(self, x, lengths, pre_act: bool = False):
         x = F.dropout(x, self.p_drop, self.training)

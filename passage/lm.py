@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from passage import costs as cost_registry
 from passage.layers import AdaptiveSoftmax, Dense
 from passage.models import RNN
 from passage.preprocessing import END
@@ -57,8 +56,7 @@ class LanguageModel(RNN):
         n = getattr(first, "n_features", None)
         softmax = isinstance(last, Dense) and last.activation.lower() == "softmax" and \
             self._logits_cost is not None
-        adaptive = isinstance(last, AdaptiveSoftmax) and \
-            self.cost is cost_registry.CategoricalCrossEntropy
+        adaptive = isinstance(last, AdaptiveSoftmax)  # RNN checked its cost
         if n is None or not (softmax or adaptive) or last.size != n:
             raise ValueError("a language model needs Embedding/OneHot(n_features=V) first, "
                              "Dense(V, 'softmax') or AdaptiveSoftmax(V) last and cost='cce'")

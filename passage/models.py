@@ -25,7 +25,7 @@ from passage import iterators as iterator_registry
 from passage import metrics, targets
 from passage import updates as updater_registry
 from passage.checkpoint import load_checkpoint, save_checkpoint
-from passage.layers import Dense, Embedding, Layer, output_size
+from passage.layers import AdaptiveSoftmax, Dense, Embedding, Layer, output_size
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -136,6 +136,11 @@ class RNN:
         self.per_step = self._returns_sequence()
         last = self.layers[-1]
         fused = isinstance(last, Dense) and cost_registry.logits_cost(self.cost, last.activation)
+        if isinstance(last, AdaptiveSoftmax):  # its pre-activations are log-probabilities
+            fused = cost_registry.logits_cost(self.cost, "softmax")
+            if not fused:
+                raise ValueError("an AdaptiveSoftmax output needs cost='cce' (it outputs a "
+                                 "distribution over classes)")
         self._logits_cost = fused or None
         self.costs_: list[float] = []
         self.fitted_ = False  # set by fit, load and resume

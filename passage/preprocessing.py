@@ -556,18 +556,25 @@ def _chunk_of_tokens(tokens: list[str]) -> _Chunk:
 
 
 def _doc_frequency(ids: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
-    """How many of the documents (``counts`` tokens each) hold each of the ids 0..n-1."""
-    if len(counts) * n <= 4 * len(ids):  # few distinct tokens (characters): a dense table
-        doc = np.repeat(np.arange(len(counts), dtype=np.int64) * n, counts)
-        doc += ids
-        seen = np.bincount(doc, minlength=len(counts) * n).reshape(len(counts), n)
-        return np.count_nonzero(seen, axis=0)
-    pairs = np.repeat(np.arange(len(counts), dtype=np.int64) << 32, counts)
-    pairs |= ids  # (document, token) in one int64; np.sort is faster than np.unique here
+    """How many of the documents (``counts`` tokens each) hold each of the ids 0..n-1.
+
+    The low ids (the frequent tokens: ids follow first occurrence) are marked in a table of
+    documents x ids, at most 4 cells per token; the few other (document, id) pairs are sorted
+    to drop repeats."""
+    docs = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    k = min(n, 4 * len(ids) // max(len(counts), 1))
+    low = ids < k
+    seen = np.zeros(len(counts) * k, bool)
+    seen[docs[low] * k + ids[low]] = True
+    df = np.zeros(n, np.int64)
+    df[:k] = np.count_nonzero(seen.reshape(len(counts), k), axis=0)
+    high = ~low
+    pairs = docs[high] << 32
+    pairs |= ids[high]  # (document, token) in one int64; np.sort is faster than np.unique here
     pairs.sort()
     first = np.ones(len(pairs), bool)
     np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
-    return np.bincount(pairs[first] & 0xFFFFFFFF, minlength=n)
+    return df + np.bincount(pairs[first] & 0xFFFFFFFF, minlength=n)
 
 
 def _offsets(counts: list[np.ndarray]) -> np.ndarray:

@@ -221,12 +221,15 @@ def test_len_filter_keeps_a_token_array():
     assert fy == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("n_ids", [3, 500])  # a dense table, or sorted (document, token) pairs
-def test_document_frequency(n_ids):
+# all ids in the table (3), both ways (500: ids below ~4 x 9.5 tokens per document in the
+# table), no tokens at all (empty documents), no documents
+@pytest.mark.parametrize("n_ids, n_docs, max_len", [(3, 40, 20), (500, 40, 20), (500, 5, 1),
+                                                     (50, 0, 1)])
+def test_document_frequency(n_ids, n_docs, max_len):
     rng = np.random.default_rng(0)
-    docs = [rng.integers(0, n_ids, size=rng.integers(0, 20)) for _ in range(40)]
-    ids = np.concatenate(docs).astype(np.int32)
-    counts = np.array([len(d) for d in docs])
+    docs = [rng.integers(0, n_ids, size=rng.integers(0, max_len)) for _ in range(n_docs)]
+    ids = np.concatenate([np.zeros(0, np.int32), *docs]).astype(np.int32)
+    counts = np.array([len(d) for d in docs], np.int64)
     expected = np.zeros(n_ids, np.int64)
     for d in docs:
         expected[np.unique(d)] += 1
