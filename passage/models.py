@@ -61,9 +61,9 @@ class Stack(nn.Module):
                 k += 1
             else:
                 x, lengths = layer(x, lengths)
-        last = self.layers[-1]
         if not head:
             return x
+        last = self.layers[-1]
         return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
 
     def _reads_ids(self) -> bool:
@@ -135,12 +135,14 @@ class RNN:
         self.out_size = output_size(self.layers[-1])
         self.per_step = self._returns_sequence()
         last = self.layers[-1]
-        fused = isinstance(last, Dense) and cost_registry.logits_cost(self.cost, last.activation)
         if isinstance(last, AdaptiveSoftmax):  # its pre-activations are log-probabilities
             fused = cost_registry.logits_cost(self.cost, "softmax")
             if not fused:
                 raise ValueError("an AdaptiveSoftmax output needs cost='cce' (it outputs a "
                                  "distribution over classes)")
+        else:
+            fused = isinstance(last, Dense) and cost_registry.logits_cost(self.cost,
+                                                                           last.activation)
         self._logits_cost = fused or None
         self.costs_: list[float] = []
         self.fitted_ = False  # set by fit, load and resume

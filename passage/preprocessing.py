@@ -568,9 +568,8 @@ def _doc_frequency(ids: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
     seen[docs[low] * k + ids[low]] = True
     df = np.zeros(n, np.int64)
     df[:k] = np.count_nonzero(seen.reshape(len(counts), k), axis=0)
-    high = ~low
-    pairs = docs[high] << 32
-    pairs |= ids[high]  # (document, token) in one int64; np.sort is faster than np.unique here
+    pairs = docs[~low] << 32
+    pairs |= ids[~low]  # (document, token) in one int64; np.sort is faster than np.unique here
     pairs.sort()
     first = np.ones(len(pairs), bool)
     np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
