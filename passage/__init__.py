@@ -16,8 +16,8 @@ from passage.layers import (
     SimpleRecurrent,
 )
 from passage.models import RNN
-from passage.preprocessing import LenFilter, Tokenizer
+from passage.preprocessing import LenFilter, Tokenizer, Truncate
 
 __version__ = "0.3.0"
-__all__ = ["RNN", "Tokenizer", "LenFilter", "Embedding", "OneHot", "Generic", "SimpleRecurrent",
-           "GatedRecurrent", "LstmRecurrent", "Dense", "save", "load"]
+__all__ = ["RNN", "Tokenizer", "LenFilter", "Truncate", "Embedding", "OneHot", "Generic",
+           "SimpleRecurrent", "GatedRecurrent", "LstmRecurrent", "Dense", "save", "load"]

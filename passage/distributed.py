@@ -50,6 +50,7 @@ from passage import iterators
 from passage.models import RNN
 
 UNSUPPORTED = ("checkpoint", "resume", "path")  # fit options not available here yet
+JOB_FILE = "job.pickle"  # what _spawn hands its workers: make_model and the data
 
 
 class ShardedBatches(iterators.Padded):
@@ -144,6 +145,10 @@ def fit_distributed(make_model: Callable[[], RNN], trX: Sequence, trY: Sequence,
     if fit_kwargs.get("batch_size") is not None:
         _check_batch_size(fit_kwargs["batch_size"], workers)
     _check_picklable(make_model)
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise RuntimeError("fit_distributed was called while a worker process was importing your "
+                           "script: the workers import it to find make_model, so the call must "
+                           "sit under `if __name__ == '__main__':`")
     return _spawn(workers, make_model, trX, trY, fit_kwargs, threads, backend, timeout)
 
 
@@ -268,11 +273,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, tmp, make_model, X, Y, fit_kwargs, threads, backend, timeout):
+def _worker(rank, world, port, tmp, threads, backend, timeout):
     """Entry point of a started process: process 0 leaves the model in ``tmp`` (a model file,
     no pickle); a failing process leaves its error there for the parent to re-raise."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
+        with open(os.path.join(tmp, JOB_FILE), "rb") as f:  # written by _spawn, just now
+            make_model, X, Y, fit_kwargs = pickle.load(f)
         _set_threads(threads, world)
         model = _train(rank, world, rank, make_model, X, Y, fit_kwargs, backend, timeout)
         if rank == 0:
@@ -297,8 +304,13 @@ def _spawn(workers, make_model, X, Y, fit_kwargs, threads, backend, timeout) -> 
     from passage.io import load
 
     with tempfile.TemporaryDirectory(prefix="passage-ddp-") as tmp:
-        args = (workers, _free_port(), tmp, make_model, X, Y, fit_kwargs, threads, backend,
-                timeout)
+        # The data goes through a file in this private directory, not through the processes'
+        # start-up pipes: a worker that dies while starting (e.g. a script without the
+        # ``if __name__ == '__main__':`` guard) can then never leave the parent blocked on a
+        # pipe write, and the error below is raised.
+        with open(os.path.join(tmp, JOB_FILE), "wb") as f:
+            pickle.dump((make_model, X, Y, fit_kwargs), f, protocol=pickle.HIGHEST_PROTOCOL)
+        args = (workers, _free_port(), tmp, threads, backend, timeout)
         ctx = mp.start_processes(_worker, args=args, nprocs=workers, join=False,
                                  start_method="spawn")
         try:
@@ -308,8 +320,10 @@ def _spawn(workers, make_model, X, Y, fit_kwargs, threads, backend, timeout) -> 
             raise _worker_error(tmp, e.error_index) from e
         except mp.ProcessExitedException as e:
             raise RuntimeError(f"worker process {e.error_index} died (exit code {e.exit_code}"
-                               f"{', signal ' + e.signal_name if e.signal_name else ''}), "
-                               "e.g. out of memory; the other workers were stopped") from None
+                               f"{', signal ' + e.signal_name if e.signal_name else ''}; "
+                               "its traceback is above), e.g. out of memory, or a script that "
+                               "calls fit_distributed outside `if __name__ == '__main__':`; "
+                               "the other workers were stopped") from None
         finally:  # e.g. KeyboardInterrupt: never leave workers behind
             for p in ctx.processes:
                 if p.is_alive():

@@ -293,7 +293,8 @@ class RNN:
 
         batch_size: examples per minibatch (default: the iterator's size, 64).
         len_filter: e.g. ``LenFilter(max_len=500)`` to drop long training sequences (it says
-        how many); by default nothing is dropped.
+        how many), or ``Truncate(256)`` to cut them to their first and last 128 tokens (less
+        text per epoch; predict still reads it all); by default everything is trained on.
         path: save a snapshot to ``f"{path}.{epoch}"`` every ``snapshot_freq`` epochs.
         validation_data: ``(X, Y)`` scored after every epoch; or ``validation_split``, a fraction
         of the training data held out for it. With validation, the weights of the best epoch by

@@ -1,4 +1,4 @@
-"""Text to token ids: ``Tokenizer`` (word or character level) and ``LenFilter``.
+"""Text to token ids: ``Tokenizer`` (word or character level), ``LenFilter`` and ``Truncate``.
 
 Ids follow the 2015 convention: PAD=0, END=1, UNK=2, then the vocabulary by document frequency.
 Words are split on spaces and split from punctuation (each punctuation mark is its own token).
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from passage.sequences import TokenArray, _as_lists, _gc_paused, _shared_ints
+from passage.sequences import TokenArray, _as_lists, _gc_paused, _positions, _shared_ints
 
 PAD, END, UNK = 0, 1, 2
 SPECIAL = ("PAD", "END", "UNK")
@@ -853,3 +853,76 @@ class LenFilter:
         picked = tuple(d[keep] if isinstance(d, TokenArray) else [d[i] for i in keep]
                        for d in data)
         return picked[0] if len(data) == 1 else picked
+
+
+class Truncate:
+    """Shortens training sequences longer than ``max_len`` tokens rather than dropping them.
+
+    ``keep`` says which tokens stay: ``'head'`` (the first ``max_len``), ``'tail'`` (the last) or
+    ``'ends'`` (the first half and the last half, which for reviews holds the opening and the
+    verdict; Sun et al. 2019 found head + tail best for long IMDB reviews). Pass it to
+    ``RNN.fit(..., len_filter=Truncate(256))`` to train on less text per epoch; ``predict``
+    still reads whole sequences. Sequence targets (one label per token) are cut the same way.
+
+    >>> Truncate(4, keep="ends").transform([[1, 2, 3, 4, 5, 6], [7, 8]])
+    [[1, 2, 5, 6], [7, 8]]
+    """
+
+    KEEP = ("head", "tail", "ends")
+
+    def __init__(self, max_len: int = 256, keep: str = "ends"):
+        self.max_len = max_len
+        self.keep = keep
+
+    def _check(self) -> None:
+        if isinstance(self.max_len, bool) or not isinstance(self.max_len, (int, np.integer)) \
+                or self.max_len < 1:
+            raise ValueError(f"max_len must be a positive int, got {self.max_len!r}")
+        if self.keep not in self.KEEP:
+            raise ValueError(f"keep must be one of {self.KEEP}, got {self.keep!r}")
+
+    def _pieces(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per sequence: how many tokens to keep from its start, and how many from its end."""
+        m = int(self.max_len)
+        long = lengths > m
+        head = np.where(long, {"head": m, "tail": 0, "ends": m - m // 2}[self.keep], lengths)
+        tail = np.where(long, m - head, 0)
+        return head, tail, long
+
+    def transform(self, X):
+        """X (lists/arrays of ids, or a ``TokenArray``) with every sequence cut to max_len."""
+        self._check()
+        if isinstance(X, TokenArray):
+            lengths = X.lengths()
+            head, tail, _ = self._pieces(lengths)
+            starts = np.stack([X.offsets[:-1], X.offsets[1:] - tail], axis=1).reshape(-1)
+            offsets = np.zeros(len(X) + 1, dtype=np.int64)
+            np.cumsum(head + tail, out=offsets[1:])
+            pieces = np.stack([head, tail], axis=1).reshape(-1)
+            return TokenArray(X.values[_positions(starts, pieces)], offsets)
+        return [self._cut(x) for x in X]
+
+    def _cut(self, x):
+        n, m = len(x), int(self.max_len)
+        if n <= m:
+            return x
+        if self.keep == "head":
+            return x[:m]
+        if self.keep == "tail":
+            return x[n - m:]
+        h = m - m // 2
+        joined = list(x[:h]) + list(x[n - (m - h):])
+        return joined if isinstance(x, list) else np.asarray(joined, dtype=np.asarray(x).dtype)
+
+    def filter(self, *data):
+        """``fit``'s len_filter hook: (X, Y) with long sequences of X cut, and a target that is
+        itself a sequence of X's length cut the same way."""
+        self._check()
+        X = data[0]
+        lengths = np.fromiter((len(x) for x in X), dtype=np.int64, count=len(X))
+        out = [self.transform(X)]
+        for Y in data[1:]:
+            out.append([self._cut(y) if n > self.max_len and hasattr(y, "__len__")
+                        and not isinstance(y, str) and len(y) == n else y
+                        for y, n in zip(Y, lengths, strict=True)])
+        return out[0] if len(data) == 1 else tuple(out)

@@ -163,3 +163,28 @@ def test_worker_errors_come_back_with_their_type():
     X, Y = synthetic(8, 0)
     with pytest.raises(TypeError, match="must return a passage.models.RNN.*worker process 0"):
         fit_distributed(not_a_model, X, Y, workers=1, timeout=60)
+
+
+UNGUARDED_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_distributed import make_model
+from passage.distributed import fit_distributed
+
+X = [list(range(4, 20)) * 20 for _ in range(20000)]  # 6.4M ids: MBs, far past a pipe's buffer
+fit_distributed(make_model, X, [0, 1] * 10000, workers=2, n_epochs=1)  # no __main__ guard
+"""
+
+
+def test_script_without_main_guard_fails_fast_and_says_why(tmp_path):
+    """The workers re-run an unguarded script; that must end in a clear error, not a hang
+    (passing the data through the start-up pipes left the parent blocked on a write)."""
+    script = tmp_path / "unguarded.py"
+    tests = os.path.dirname(os.path.abspath(__file__))
+    script.write_text(UNGUARDED_SCRIPT.format(tests=tests))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})  # hung before
+    assert run.returncode != 0
+    assert "must\nsit under `if __name__ == '__main__':`" in run.stderr or \
+        "must sit under `if __name__ == '__main__':`" in run.stderr, run.stderr[-3000:]
+    assert "worker process" in run.stderr and "died" in run.stderr, run.stderr[-3000:]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from passage import preprocessing
-from passage.preprocessing import END, PAD, SPECIAL, UNK, LenFilter, Tokenizer, tokenize
+from passage.preprocessing import END, PAD, SPECIAL, UNK, LenFilter, Tokenizer, Truncate, tokenize
 from passage.preprocessing import tokenize_reference as tokenize_2015
 from passage.sequences import TokenArray
 
@@ -234,3 +234,48 @@ def test_document_frequency(n_ids, n_docs, max_len):
     for d in docs:
         expected[np.unique(d)] += 1
     assert np.array_equal(preprocessing._doc_frequency(ids, counts, n_ids), expected)
+
+
+def _cut_reference(x, m, keep):
+    """Truncation by slicing, one sequence at a time."""
+    if len(x) <= m:
+        return list(x)
+    return {"head": list(x[:m]), "tail": list(x[-m:]),
+            "ends": list(x[:m - m // 2]) + list(x[len(x) - m // 2:])}[keep]
+
+
+@pytest.mark.parametrize("keep", Truncate.KEEP)
+@pytest.mark.parametrize("max_len", [1, 2, 5, 11])
+def test_truncate_lists_and_token_arrays_like_slicing(keep, max_len):
+    rng = np.random.default_rng(max_len)
+    X = [rng.integers(0, 50, rng.integers(0, 14)).tolist() for _ in range(300)]
+    want = [_cut_reference(x, max_len, keep) for x in X]
+    cut = Truncate(max_len, keep)
+    assert cut.transform(X) == want
+    arr = cut.transform(TokenArray.from_sequences(X))
+    assert isinstance(arr, TokenArray) and arr.tolist() == want
+    assert [a.tolist() for a in cut.transform([np.asarray(x) for x in X])] == want
+    assert max(map(len, want)) == min(max_len, max(map(len, X)))
+
+
+def test_truncate_as_len_filter_cuts_sequence_targets_alike_and_trains():
+    X = [[1, 2, 3, 4, 5, 6], [7, 8], [9, 1, 2, 3, 4]]
+    tags = [[0, 1, 2, 3, 4, 5], [6, 7], [8, 9, 0, 1, 2]]
+    fx, fy = Truncate(4).filter(X, tags)
+    assert fx == [[1, 2, 5, 6], [7, 8], [9, 1, 3, 4]] and fy == [[0, 1, 4, 5], [6, 7], [8, 9, 1, 2]]
+    fx, fy = Truncate(4, "tail").filter(X, [0, 1, 0])  # one label per sequence: untouched
+    assert fx == [[3, 4, 5, 6], [7, 8], [1, 2, 3, 4]] and fy == [0, 1, 0]
+    from passage.layers import Dense, Embedding, GatedRecurrent
+    from passage.models import RNN
+    model = RNN([Embedding(8, 10), GatedRecurrent(8), Dense(1, "sigmoid")], "bce", verbose=0,
+                seed=0)
+    model.fit(TokenArray.from_sequences(X * 4), [0, 1, 0] * 4, len_filter=Truncate(3))
+    assert model.history_[-1]["tokens"] == 4 * (3 + 2 + 3)  # trained on the cut sequences
+
+
+def test_truncate_bad_arguments():
+    for bad in (0, -3, 2.5, "10", True):
+        with pytest.raises(ValueError, match="max_len must be a positive int"):
+            Truncate(bad).transform([[1]])
+    with pytest.raises(ValueError, match="keep must be one of"):
+        Truncate(5, keep="middle").filter([[1]], [0])
