@@ -19,6 +19,9 @@ that memorises names.
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
+import os
 import time
 
 import numpy as np
@@ -31,12 +34,16 @@ from passage.preprocessing import Tokenizer, Truncate
 from passage.updates import Adam
 
 
-def validation_split(texts, labels, held_out=True, first_id=10000):
-    """Train reviews with ids >= first_id (held_out) or below it, shuffled with a fixed seed.
-    The file holds 12,500 negative then 12,500 positive reviews, each block in id order."""
-    if len(texts) != 25000 or any(labels[:12500]) or not all(labels[12500:]):
-        raise ValueError("--validate needs the full IMDB train split in file order")
-    ids = np.arange(len(texts)) % 12500
+def review_ids(directory: str) -> np.ndarray:
+    """The number in each review's id ('train_pos_123' -> 123), in file order."""
+    with gzip.open(os.path.join(directory, "train.jsonl.gz"), "rt", encoding="utf-8") as f:
+        return np.array([int(json.loads(line)["id"].rsplit("_", 1)[1]) for line in f])
+
+
+def validation_split(texts, labels, ids, held_out=True, first_id=10000):
+    """Train reviews with ids >= first_id (held_out) or below it, shuffled with a fixed seed."""
+    if len(ids) != len(texts):
+        raise ValueError(f"{len(ids)} ids for {len(texts)} reviews")
     idx = np.flatnonzero((ids >= first_id) == held_out)
     idx = idx[np.random.default_rng(123).permutation(len(idx))]
     return [texts[i] for i in idx], [labels[i] for i in idx]
@@ -92,10 +99,15 @@ def main() -> None:
     ap.add_argument("--validate", action="store_true",
                     help="score on a movie-disjoint hold-out of train, not on test")
     args = ap.parse_args()
+    if args.max_len < 0:
+        ap.error(f"--max-len must be 0 (all tokens) or positive, got {args.max_len}")
     trX, trY = load_imdb(args.data, "train")
-    teX, teY = validation_split(trX, trY) if args.validate else load_imdb(args.data, "test")
     if args.validate:
-        trX, trY = validation_split(trX, trY, held_out=False)
+        ids = review_ids(args.data)
+        teX, teY = validation_split(trX, trY, ids)
+        trX, trY = validation_split(trX, trY, ids, held_out=False)
+    else:
+        teX, teY = load_imdb(args.data, "test")
     rows = []
     if not args.skip_baseline:
         rows.append(("TF-IDF 1-2 grams + logistic regression", *linear_baseline(

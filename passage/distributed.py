@@ -303,7 +303,7 @@ def _worker(rank, world, port, tmp, threads, backend, timeout):
 def _spawn(workers, make_model, X, Y, fit_kwargs, threads, backend, timeout) -> RNN:
     from passage.io import load
 
-    with tempfile.TemporaryDirectory(prefix="passage-ddp-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="passage-ddp-", ignore_cleanup_errors=True) as tmp:
         # The data goes through a file in this private directory, not through the processes'
         # start-up pipes: a worker that dies while starting (e.g. a script without the
         # ``if __name__ == '__main__':`` guard) can then never leave the parent blocked on a

@@ -860,9 +860,11 @@ class Truncate:
 
     ``keep`` says which tokens stay: ``'head'`` (the first ``max_len``), ``'tail'`` (the last) or
     ``'ends'`` (the first half and the last half, which for reviews holds the opening and the
-    verdict; Sun et al. 2019 found head + tail best for long IMDB reviews). Pass it to
-    ``RNN.fit(..., len_filter=Truncate(256))`` to train on less text per epoch; ``predict``
-    still reads whole sequences. Sequence targets (one label per token) are cut the same way.
+    verdict; Sun et al. 2019 found head + tail best for long IMDB reviews; with ``max_len=1``
+    it keeps the first token). Pass it to ``RNN.fit(..., len_filter=Truncate(256))`` to train on
+    less text per epoch; ``predict`` still reads whole sequences. Per-token targets (one label
+    per token, as in tagging) are cut the same way. After a call, ``n_cut_`` says how many
+    sequences were cut and ``kept_`` which fraction of the tokens was kept.
 
     >>> Truncate(4, keep="ends").transform([[1, 2, 3, 4, 5, 6], [7, 8]])
     [[1, 2, 5, 6], [7, 8]]
@@ -881,48 +883,52 @@ class Truncate:
         if self.keep not in self.KEEP:
             raise ValueError(f"keep must be one of {self.KEEP}, got {self.keep!r}")
 
-    def _pieces(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per sequence: how many tokens to keep from its start, and how many from its end."""
+    def _head(self) -> int:
+        """Tokens kept from the start of a cut sequence (the rest come from its end)."""
         m = int(self.max_len)
-        long = lengths > m
-        head = np.where(long, {"head": m, "tail": 0, "ends": m - m // 2}[self.keep], lengths)
-        tail = np.where(long, m - head, 0)
-        return head, tail, long
+        return {"head": m, "tail": 0, "ends": m - m // 2}[self.keep]
 
     def transform(self, X):
         """X (lists/arrays of ids, or a ``TokenArray``) with every sequence cut to max_len."""
         self._check()
-        if isinstance(X, TokenArray):
-            lengths = X.lengths()
-            head, tail, _ = self._pieces(lengths)
-            starts = np.stack([X.offsets[:-1], X.offsets[1:] - tail], axis=1).reshape(-1)
-            offsets = np.zeros(len(X) + 1, dtype=np.int64)
-            np.cumsum(head + tail, out=offsets[1:])
-            pieces = np.stack([head, tail], axis=1).reshape(-1)
-            return TokenArray(X.values[_positions(starts, pieces)], offsets)
-        return [self._cut(x) for x in X]
+        lengths = _lengths(X)
+        self.n_cut_ = int((lengths > self.max_len).sum())
+        self.kept_ = float(np.minimum(lengths, self.max_len).sum() / max(1, lengths.sum()))
+        if not isinstance(X, TokenArray):
+            return [self._cut(x) for x in X]
+        long = lengths > self.max_len
+        head = np.where(long, self._head(), lengths)
+        tail = np.where(long, int(self.max_len) - head, 0)
+        starts = np.stack([X.offsets[:-1], X.offsets[1:] - tail], axis=1).reshape(-1)
+        offsets = np.zeros(len(X) + 1, dtype=np.int64)
+        np.cumsum(head + tail, out=offsets[1:])
+        pieces = np.stack([head, tail], axis=1).reshape(-1)
+        return TokenArray(X.values[_positions(starts, pieces)], offsets)
 
     def _cut(self, x):
-        n, m = len(x), int(self.max_len)
+        n, m, h = len(x), int(self.max_len), self._head()
         if n <= m:
             return x
-        if self.keep == "head":
-            return x[:m]
-        if self.keep == "tail":
-            return x[n - m:]
-        h = m - m // 2
-        joined = list(x[:h]) + list(x[n - (m - h):])
-        return joined if isinstance(x, list) else np.asarray(joined, dtype=np.asarray(x).dtype)
+        if self.keep != "ends":
+            return x[:m] if h else x[n - m:]
+        if isinstance(x, np.ndarray):
+            return np.concatenate([x[:h], x[n - (m - h):]])
+        return list(x[:h]) + list(x[n - (m - h):])
 
     def filter(self, *data):
-        """``fit``'s len_filter hook: (X, Y) with long sequences of X cut, and a target that is
-        itself a sequence of X's length cut the same way."""
-        self._check()
-        X = data[0]
-        lengths = np.fromiter((len(x) for x in X), dtype=np.int64, count=len(X))
-        out = [self.transform(X)]
+        """``fit``'s len_filter hook: (X, Y) with long sequences of X cut. Y is cut the same way
+        when it holds one label per token, i.e. every target is as long as its sequence."""
+        X = self.transform(data[0])
+        lengths = _lengths(data[0])
+        out = [X]
         for Y in data[1:]:
-            out.append([self._cut(y) if n > self.max_len and hasattr(y, "__len__")
-                        and not isinstance(y, str) and len(y) == n else y
-                        for y, n in zip(Y, lengths, strict=True)])
+            per_token = len(Y) == len(lengths) and all(
+                hasattr(y, "__len__") and not isinstance(y, str) and len(y) == n
+                for y, n in zip(Y, lengths, strict=True))
+            out.append([self._cut(y) for y in Y] if per_token and self.n_cut_ else Y)
         return out[0] if len(data) == 1 else tuple(out)
+
+
+def _lengths(X) -> np.ndarray:
+    return X.lengths() if isinstance(X, TokenArray) else np.fromiter(
+        (len(x) for x in X), dtype=np.int64, count=len(X))

@@ -265,6 +265,11 @@ def test_truncate_as_len_filter_cuts_sequence_targets_alike_and_trains():
     assert fx == [[1, 2, 5, 6], [7, 8], [9, 1, 3, 4]] and fy == [[0, 1, 4, 5], [6, 7], [8, 9, 1, 2]]
     fx, fy = Truncate(4, "tail").filter(X, [0, 1, 0])  # one label per sequence: untouched
     assert fx == [[3, 4, 5, 6], [7, 8], [1, 2, 3, 4]] and fy == [0, 1, 0]
+    onehot = np.eye(6)[[0, 1, 2]]  # one row per sequence, as long as the first sequence
+    cut = Truncate(4)
+    fx, fy = cut.filter(X, onehot)
+    assert fx[0] == [1, 2, 5, 6] and fy is onehot  # not mistaken for one label per token
+    assert cut.n_cut_ == 2 and cut.kept_ == pytest.approx(10 / 13)
     from passage.layers import Dense, Embedding, GatedRecurrent
     from passage.models import RNN
     model = RNN([Embedding(8, 10), GatedRecurrent(8), Dense(1, "sigmoid")], "bce", verbose=0,
