@@ -19,14 +19,12 @@ that memorises names.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import time
 
 import numpy as np
 
-from passage.datasets import load_imdb
+from passage.datasets import load_imdb, read_jsonl
 from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.metrics import accuracy
 from passage.models import RNN
@@ -36,8 +34,8 @@ from passage.updates import Adam
 
 def review_ids(directory: str) -> np.ndarray:
     """The number in each review's id ('train_pos_123' -> 123), in file order."""
-    with gzip.open(os.path.join(directory, "train.jsonl.gz"), "rt", encoding="utf-8") as f:
-        return np.array([int(json.loads(line)["id"].rsplit("_", 1)[1]) for line in f])
+    _, ids = read_jsonl(os.path.join(directory, "train.jsonl.gz"), label_key="id")
+    return np.array([int(i.rsplit("_", 1)[1]) for i in ids])
 
 
 def validation_split(texts, labels, ids, held_out=True, first_id=10000):

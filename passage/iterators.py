@@ -18,20 +18,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from passage.registry import lookup
-from passage.sequences import TokenArray
-
-
-def sequence_lengths(X) -> np.ndarray:
-    """Length of every sequence in X (a list of sequences, a ``TokenArray``, or an array of
-    shape (n, time, ...))."""
-    if isinstance(X, TokenArray):  # from the offsets, no loop
-        return X.lengths()
-    if isinstance(X, np.ndarray) and X.dtype != object:
-        if X.ndim < 2:
-            raise ValueError(f"X must hold one sequence per example; got an array of shape "
-                             f"{X.shape}")
-        return np.full(len(X), X.shape[1], dtype=np.int64)
-    return np.fromiter((len(x) for x in X), dtype=np.int64, count=len(X))
+from passage.sequences import TokenArray, sequence_lengths  # noqa: F401 (re-exported)
 
 
 def make_batch(X, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

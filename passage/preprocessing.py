@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from passage.sequences import TokenArray, _as_lists, _gc_paused, _positions, _shared_ints
+from passage.sequences import (
+    TokenArray,
+    _as_lists,
+    _gc_paused,
+    _positions,
+    _shared_ints,
+    sequence_lengths,
+)
 
 PAD, END, UNK = 0, 1, 2
 SPECIAL = ("PAD", "END", "UNK")
@@ -841,9 +848,9 @@ class LenFilter:
         return float(self.max_len)
 
     def filter(self, *data):
-        lens = [len(seq) for seq in data[0]]
+        lens = sequence_lengths(data[0])
         max_len = self.limit(lens)
-        keep = [i for i, n in enumerate(lens) if n <= max_len]
+        keep = np.flatnonzero(lens <= max_len)
         if len(keep) < len(lens):
             warnings.warn(
                 f"LenFilter dropped {len(lens) - len(keep)} of {len(lens)} sequences longer than "
@@ -891,12 +898,15 @@ class Truncate:
     def transform(self, X):
         """X (lists/arrays of ids, or a ``TokenArray``) with every sequence cut to max_len."""
         self._check()
-        lengths = _lengths(X)
-        self.n_cut_ = int((lengths > self.max_len).sum())
+        return self._cut_all(X, sequence_lengths(X))
+
+    def _cut_all(self, X, lengths: np.ndarray):
+        """transform, given the lengths of X (filter needs them for the targets too)."""
+        long = lengths > self.max_len
+        self.n_cut_ = int(long.sum())
         self.kept_ = float(np.minimum(lengths, self.max_len).sum() / max(1, lengths.sum()))
         if not isinstance(X, TokenArray):
             return [self._cut(x) for x in X]
-        long = lengths > self.max_len
         head = np.where(long, self._head(), lengths)
         tail = np.where(long, int(self.max_len) - head, 0)
         starts = np.stack([X.offsets[:-1], X.offsets[1:] - tail], axis=1).reshape(-1)
@@ -918,17 +928,12 @@ class Truncate:
     def filter(self, *data):
         """``fit``'s len_filter hook: (X, Y) with long sequences of X cut. Y is cut the same way
         when it holds one label per token, i.e. every target is as long as its sequence."""
-        X = self.transform(data[0])
-        lengths = _lengths(data[0])
-        out = [X]
+        self._check()
+        lengths = sequence_lengths(data[0])
+        out = [self._cut_all(data[0], lengths)]
         for Y in data[1:]:
-            per_token = len(Y) == len(lengths) and all(
+            per_token = self.n_cut_ and all(
                 hasattr(y, "__len__") and not isinstance(y, str) and len(y) == n
                 for y, n in zip(Y, lengths, strict=True))
-            out.append([self._cut(y) for y in Y] if per_token and self.n_cut_ else Y)
+            out.append([self._cut(y) for y in Y] if per_token else Y)
         return out[0] if len(data) == 1 else tuple(out)
-
-
-def _lengths(X) -> np.ndarray:
-    return X.lengths() if isinstance(X, TokenArray) else np.fromiter(
-        (len(x) for x in X), dtype=np.int64, count=len(X))

@@ -187,6 +187,19 @@ class TokenArray(Sequence):
         return _as_lists(self.values, self.offsets)
 
 
+def sequence_lengths(X) -> np.ndarray:
+    """Length of every sequence in X (a list of sequences, a ``TokenArray``, or an array of
+    shape (n, time, ...))."""
+    if isinstance(X, TokenArray):  # from the offsets, no loop
+        return X.lengths()
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.ndim < 2:
+            raise ValueError(f"X must hold one sequence per example; got an array of shape "
+                             f"{X.shape}")
+        return np.full(len(X), X.shape[1], dtype=np.int64)
+    return np.fromiter((len(x) for x in X), dtype=np.int64, count=len(X))
+
+
 def _as_lists(values: np.ndarray, offsets: np.ndarray,
               objects: np.ndarray | None = None) -> list[list]:
     """Lists of the sequences ``values[offsets[i]:offsets[i + 1]]``; ``objects``: an object
