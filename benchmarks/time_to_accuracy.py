@@ -67,7 +67,7 @@ def rnn_recipe(trX, trY, teX, teY, args):
     model = RNN([Embedding(args.size, tok.n_features),
                  GatedRecurrent(args.size, pool=args.pool or None),
                  Dense(1, "sigmoid")], "bce", updater=Adam(lr=args.lr), verbose=1,
-                seed=args.seed)
+                seed=args.seed, precision=args.precision)
     model.fit(X, trY, n_epochs=args.epochs, batch_size=args.batch_size,
               lr_schedule="linear" if args.linear_decay else None,
               len_filter=Truncate(args.max_len, args.keep) if args.max_len else None)
@@ -93,6 +93,8 @@ def main() -> None:
     ap.add_argument("--keep", default="ends", choices=Truncate.KEEP,
                     help="which tokens of a longer review --max-len keeps")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                    help="bf16: mixed-precision training (RNN(precision=...))")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--validate", action="store_true",
                     help="score on a movie-disjoint hold-out of train, not on test")
@@ -113,7 +115,8 @@ def main() -> None:
         print(f"baseline: {rows[-1][1]:.2%} in {rows[-1][2]:.1f}s", flush=True)
     name = (f"Passage GRU {args.size}{' ' + args.pool + '-pool' if args.pool else ''}, "
             f"{args.epochs} epochs"
-            f"{f', trained on {args.max_len} tokens ({args.keep})' if args.max_len else ''}")
+            f"{f', trained on {args.max_len} tokens ({args.keep})' if args.max_len else ''}"
+            f"{', bf16' if args.precision == 'bf16' else ''}")
     rows.append((name, *rnn_recipe(trX, trY, teX, teY, args)))
     scored = "validation" if args.validate else "test"
     print(f"\n| model | {scored} accuracy | fit seconds (from raw text) | x baseline | "

@@ -133,7 +133,7 @@ def cmd_train(args) -> int:
         direction=args.direction, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         min_df=args.min_df, max_features=args.max_features, character=args.character,
         validation_split=args.validation_split, patience=args.patience, seed=args.seed,
-        verbose=_verbosity(args))
+        verbose=_verbosity(args), precision=args.precision)
     what = {"binary": f"binary, positive class {coding.classes[-1]!r}" if coding.classes
             else "binary",
             "multiclass": f"{coding.n_outputs} classes", "regression": "regression"}
@@ -358,6 +358,9 @@ def _add_model_options(p, showdown: bool = False) -> None:
                    help="fraction held out for early stopping; 0 turns it off (0.1)")
     g.add_argument("--patience", type=positive_int, default=2,
                    help="stop after this many epochs without a better validation cost (2)")
+    g.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: mixed-precision training, faster on CPUs with AVX512-BF16/AMX "
+                        "(fp32)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -123,7 +123,7 @@ def load(path: str | os.PathLike, device=None):
                          f"know (known: {', '.join(MODELS)})")
     model = cls(layers, cfg["cost"], updater=updates.from_config(**cfg["updater"]),
                 verbose=cfg["verbose"], iterator=it, device=device, tokenizer=tok,
-                **cfg.get("options", {}))
+                precision=cfg.get("precision", "fp32"), **cfg.get("options", {}))
     state = model.model.state_dict()
     if set(state) != set(weights):
         raise ValueError(f"{os.fspath(path)!r} does not match its own config (weights "

@@ -240,7 +240,8 @@ class AdaptiveSoftmax(Layer):
         """Mean negative log-probability of ``target`` ids, computing only the clusters they
         fall in (what makes training cheap)."""
         x = F.dropout(x, self.p_drop, self.training)
-        return self.asm(x.reshape(-1, self.n_in), target.reshape(-1)).loss
+        with torch.autocast(x.device.type, enabled=False):  # log-probabilities in float32
+            return self.asm(x.float().reshape(-1, self.n_in), target.reshape(-1)).loss
 
 
 class _Direction(nn.Module):
@@ -262,6 +263,14 @@ class _Direction(nn.Module):
     def initial_state(self, batch: int) -> tuple[torch.Tensor, ...]:
         states = (self.h0, self.c0) if hasattr(self, "c0") else (self.h0,)
         return tuple(s.expand(batch, -1) for s in states)
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The low-precision dtype of an active ``torch.autocast`` on this device, else None. The
+    fused RNN kernels are not on autocast's own list, so the recurrent layers cast for it."""
+    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
 
 
 class _Recurrent(Layer):
@@ -331,15 +340,21 @@ class _Recurrent(Layer):
             return scan_reference(self.kind, x, state, weights, self.act, self.gate_act, k)
         weights = self._kernel_weights(weights)
         relu = self.relu
+        dtype = state[0].dtype
+        low = _autocast_dtype(x.device.type)
+        if low is not None:  # mixed precision: the kernel in low precision, states kept in fp32
+            x, state = x.to(low), tuple(s.to(low) for s in state)
+            weights = [w.to(low) for w in weights]
         if k <= 0 or k >= x.shape[1]:
-            return scan_fused(self.kind, x, state, weights, relu)
+            out, state = scan_fused(self.kind, x, state, weights, relu)
+            return out, tuple(s.to(dtype) for s in state)
         outs = []
         for start in range(0, x.shape[1], k):  # truncated BPTT: cut gradients every k steps
             if start:
                 state = tuple(s.detach() for s in state)
             out, state = scan_fused(self.kind, x[:, start:start + k], state, weights, relu)
             outs.append(out)
-        return torch.cat(outs, dim=1), state
+        return torch.cat(outs, dim=1), tuple(s.to(dtype) for s in state)
 
     # -- inference that skips padding (CPU, no gradients) --------------------------------------
     def skips_padding(self, x: torch.Tensor) -> bool:

@@ -42,7 +42,8 @@ class LanguageModel(RNN):
 
     def __init__(self, layers, cost="cce", updater="Adam", verbose=2, Y=None,
                  iterator="SortedPadded", *, device=None, seed=None, tokenizer=None,
-                 seq_len: int = 35, carry_state: bool = True, tie_weights: bool = False):
+                 precision: str = "fp32", seq_len: int = 35, carry_state: bool = True,
+                 tie_weights: bool = False):
         layers = list(layers)
         for layer in layers[1:-1]:
             if layer.is_recurrent:
@@ -51,7 +52,7 @@ class LanguageModel(RNN):
                                      "layers need direction='forward'")
                 layer.seq_output = layer.sequence_out = True
         super().__init__(layers, cost, updater, verbose, Y, iterator, device=device, seed=seed,
-                         tokenizer=tokenizer)
+                         tokenizer=tokenizer, precision=precision)
         first, last = self.layers[0], self.layers[-1]
         n = getattr(first, "n_features", None)
         softmax = isinstance(last, Dense) and last.activation.lower() == "softmax" and \
@@ -117,9 +118,10 @@ class LanguageModel(RNN):
         if not self.carry_state:
             states = [None] * len(states)
         last = self.layers[-1]
-        if isinstance(last, AdaptiveSoftmax):  # only the clusters the targets fall in
-            return last.cost(self.model(x, lengths, states=states, head=False), y)
-        logits = self.model(x, lengths, pre_act=True, states=states)
+        with self.autocast():
+            if isinstance(last, AdaptiveSoftmax):  # only the clusters the targets fall in
+                return last.cost(self.model(x, lengths, states=states, head=False), y)
+            logits = self.model(x, lengths, pre_act=True, states=states).float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
     def _n_recurrent(self) -> int:

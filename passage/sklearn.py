@@ -29,7 +29,8 @@ class _TextRNN(BaseEstimator):
                  direction: str = "forward", n_epochs: int = 5, batch_size: int = 64,
                  lr: float = 1e-3, min_df: int = 2, max_features: int = 20000,
                  character: bool = False, validation_split: float = 0.1, patience: int = 2,
-                 seed: int | None = None, verbose: int = 0, class_weight=None):
+                 seed: int | None = None, verbose: int = 0, class_weight=None,
+                 precision: str = "fp32"):
         self.size, self.embedding_size, self.layer = size, embedding_size, layer
         self.direction, self.n_epochs, self.batch_size = direction, n_epochs, batch_size
         self.lr = lr
@@ -37,6 +38,7 @@ class _TextRNN(BaseEstimator):
         self.validation_split, self.patience = validation_split, patience
         self.seed, self.verbose = seed, verbose
         self.class_weight = class_weight  # classifiers only: 'balanced' or {label: weight}
+        self.precision = precision  # 'fp32' or 'bf16' (mixed-precision training; RNN's doc)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -57,7 +59,7 @@ class _TextRNN(BaseEstimator):
                   RECURRENT[self.layer](self.size, direction=self.direction),
                   Dense(out_size, activation)]
         self.model_ = RNN(layers, cost, updater=Adam(lr=self.lr), verbose=self.verbose,
-                          seed=self.seed, tokenizer=self.tokenizer_)
+                          seed=self.seed, tokenizer=self.tokenizer_, precision=self.precision)
         use_val = self.validation_split > 0 and len(texts) >= 20
         self.model_.fit(tokens, y, batch_size=self.batch_size, n_epochs=self.n_epochs,
                         validation_split=self.validation_split if use_val else 0.0,

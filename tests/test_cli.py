@@ -133,6 +133,13 @@ def test_train_prints_a_summary(tmp_path, capsys):
     assert "task: 3 classes" in out and "kept epoch" in out and "saved model to" in out
 
 
+def test_train_with_bf16_precision_keeps_it_in_the_model(tmp_path):
+    data = write_data(tmp_path / "d.csv", make_rows(40))
+    out = str(tmp_path / "m.passage")
+    assert main(["train", data, "--out", out, "--precision", "bf16", *TINY]) == 0
+    assert load(out).precision == "bf16"
+
+
 @pytest.fixture
 def files(tmp_path):
     rows = make_rows(30)

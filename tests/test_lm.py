@@ -219,3 +219,21 @@ def test_adaptive_softmax_as_a_classifier_output():
     assert np.allclose(p.sum(1), 1, atol=1e-5) and p.argmax(1).tolist() == [0, 1, 5, 2]
     with pytest.raises(ValueError, match="cce"):
         RNN([Embedding(8, 10), GatedRecurrent(16), AdaptiveSoftmax(6, (2,))], "bce", verbose=0)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_bf16_language_model_learns_with_float32_costs(adaptive):
+    from passage.layers import AdaptiveSoftmax
+    out = AdaptiveSoftmax(9, (4, 7)) if adaptive else Dense(9, "softmax")
+    lm = LanguageModel([Embedding(16, 9), GatedRecurrent(32), out], updater=Adam(lr=1e-2),
+                       verbose=0, seed=0, seq_len=5, precision="bf16")
+    x = torch.from_numpy(copy_stream()[:40].reshape(4, 10))
+    states = [None]
+    with torch.no_grad():
+        low = lm._segment_loss(x[:, :-1], x[:, 1:], states)
+        lm.precision = "fp32"
+        full = lm._segment_loss(x[:, :-1], x[:, 1:], states)
+        lm.precision = "bf16"
+    assert low.dtype == torch.float32 and abs(low.item() - full.item()) < 2e-2
+    lm.fit(copy_stream(), n_epochs=12, batch_size=4)
+    assert copy_accuracy(lm, copy_stream(seed=1)) > 0.95

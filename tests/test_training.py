@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from passage import costs
-from passage.layers import Dense, Embedding, GatedRecurrent
+from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent
 from passage.models import RNN
 from passage.updates import Adam
 
@@ -121,3 +121,66 @@ def test_linear_lr_schedule_reaches_zero():
     np.testing.assert_allclose(seen, [0.01 * (1 - k / 8) for k in range(1, 8)], rtol=1e-6)
     with pytest.raises(ValueError, match="lr_schedule must be"):
         m.fit([[3]], [1], lr_schedule="cosine")
+
+
+# -- mixed precision ---------------------------------------------------------------------------
+def _ids_task(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    X = [rng.integers(3, 50, rng.integers(5, 40)).tolist() for _ in range(n)]
+    return X, np.array([int(7 in x) for x in X])
+
+
+@pytest.mark.parametrize("layers", [
+    lambda: [Embedding(16, 50), GatedRecurrent(16, pool="max", direction="bi"),
+             Dense(1, "sigmoid")],
+    lambda: [Embedding(16, 50), LstmRecurrent(16), GatedRecurrent(16, truncate_gradient=7),
+             Dense(1, "sigmoid")],
+])
+def test_bf16_loss_and_gradients_follow_fp32(layers, monkeypatch):
+    import passage.layers as layer_module
+
+    seen = []
+    real = layer_module.scan_fused
+
+    def spy(kind, x, *args):
+        seen.append(x.dtype)
+        return real(kind, x, *args)
+
+    monkeypatch.setattr(layer_module, "scan_fused", spy)
+    X, Y = _ids_task(64)
+    model = RNN(layers(), "bce", verbose=0, seed=0, precision="bf16")
+    x, lengths, _ = model._batch(X, np.arange(64))
+    y = torch.tensor(Y, dtype=torch.float32)[:, None]
+    out = {}
+    for precision in ("fp32", "bf16"):
+        model.precision = precision
+        model.model.zero_grad()
+        seen.clear()
+        loss = model.loss(x, lengths, y)
+        loss.backward()
+        assert loss.dtype == torch.float32
+        assert set(seen) == {torch.float32 if precision == "fp32" else torch.bfloat16}
+        out[precision] = loss.item(), torch.cat([p.grad.ravel() for p in model.params])
+    (l32, g32), (l16, g16) = out["fp32"], out["bf16"]
+    assert abs(l16 - l32) < 1e-2
+    assert ((g16 - g32).norm() / g32.norm()).item() < 3e-2  # bfloat16 keeps ~3 digits
+    assert all(p.dtype == torch.float32 for p in model.params)  # master weights stay fp32
+
+
+def test_bf16_model_learns_and_saves_its_precision(tmp_path):
+    from passage.io import load, save
+
+    X, Y = _ids_task()
+    model = RNN([Embedding(32, 50), GatedRecurrent(32, pool="max"), Dense(1, "sigmoid")], "bce",
+                updater=Adam(lr=1e-2), verbose=0, seed=0, precision="bf16")
+    model.fit(X, Y, n_epochs=10)
+    assert np.mean((model.predict(X)[:, 0] > 0.5) == Y) > 0.95
+    save(model, tmp_path / "m.passage")
+    again = load(tmp_path / "m.passage")
+    assert again.precision == "bf16"
+    np.testing.assert_array_equal(again.predict(X[:50]), model.predict(X[:50]))
+
+
+def test_bad_precision_says_what_is_allowed():
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16'"):
+        RNN([Embedding(4, 10), GatedRecurrent(4), Dense(1, "sigmoid")], "bce", precision="fp16")

@@ -40,6 +40,7 @@ class TrainOptions:
     patience: int | None = 2
     seed: int | None = 0
     verbose: int = 0
+    precision: str = "fp32"  # or 'bf16': mixed-precision training (see RNN)
 
     def updated(self, **changes) -> TrainOptions:
         """A copy with some settings changed; unknown names are an error."""
@@ -59,7 +60,7 @@ def build_model(coding: LabelCoding, tokenizer: Tokenizer, options: TrainOptions
               RECURRENT[options.layer](options.size, direction=options.direction),
               Dense(coding.n_outputs, activation)]
     return RNN(layers, cost, updater=Adam(lr=options.lr), verbose=options.verbose,
-               seed=options.seed, tokenizer=tokenizer)
+               seed=options.seed, tokenizer=tokenizer, precision=options.precision)
 
 
 def train_model(texts, labels, task: str = "auto", options: TrainOptions | None = None,
