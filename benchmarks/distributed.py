@@ -30,10 +30,10 @@ from passage.preprocessing import Tokenizer
 from passage.updates import Adam
 
 
-def build_model(n_features: int, lr: float, seed: int) -> RNN:
+def build_model(n_features: int, lr: float, seed: int, precision: str = "fp32") -> RNN:
     """Module level (and bound with functools.partial) so the worker processes can import it."""
     return RNN([Embedding(128, n_features), GatedRecurrent(128), Dense(1, "sigmoid")],
-               cost="bce", updater=Adam(lr=lr), verbose=1, seed=seed)
+               cost="bce", updater=Adam(lr=lr), verbose=1, seed=seed, precision=precision)
 
 
 def subsample(texts, labels, n, seed):
@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                    help="bf16: mixed-precision training in both runs")
     args = ap.parse_args()
 
     trX, trY = subsample(*load_imdb(args.data, "train"), args.n_train, args.seed)
@@ -61,8 +63,10 @@ def main() -> None:
     teT = tok.transform(teX, as_array=True)
     tokens = int(trT.lengths().sum()) * args.epochs
     print(f"{len(trT)} training reviews ({tokens // args.epochs:,} tokens), {len(teT)} test "
-          f"reviews, {tok.n_features} ids, {args.epochs} epoch(s), batch {args.batch_size}")
-    make_model = functools.partial(build_model, tok.n_features, args.lr, args.seed)
+          f"reviews, {tok.n_features} ids, {args.epochs} epoch(s), batch {args.batch_size}, "
+          f"precision {args.precision}")
+    make_model = functools.partial(build_model, tok.n_features, args.lr, args.seed,
+                                   args.precision)
     fit = {"n_epochs": args.epochs, "batch_size": args.batch_size}
 
     rows = []
