@@ -32,6 +32,11 @@ def make_model():  # module level: the worker processes import it from here
                updater=Adam(lr=1e-2), verbose=0, seed=0)
 
 
+def make_bf16_model():
+    return RNN([Embedding(16, 20), GatedRecurrent(16), Dense(1, "sigmoid")], "bce",
+               updater=Adam(lr=1e-2), verbose=0, seed=0, precision="bf16")
+
+
 def not_a_model():
     return "a model"
 
@@ -88,6 +93,19 @@ def test_two_processes_train_like_one_process():
     assert abs(accuracy(two, tX, tY) - accuracy(one, tX, tY)) <= 0.02
     assert two.history_[0]["tokens"] < 0.6 * one.history_[0]["tokens"]  # process 0's half
     assert two.history_[-1]["val_cost"] == pytest.approx(one.history_[-1]["val_cost"], abs=1e-3)
+
+
+def test_two_processes_train_in_bf16():
+    X, Y = synthetic(600, 0)
+    tX, tY = synthetic(300, 1)
+    two = fit_distributed(make_bf16_model, X, Y, workers=2, timeout=60, n_epochs=2,
+                          batch_size=32)
+    one = make_bf16_model()
+    one.fit(X, Y, n_epochs=2, batch_size=32)
+    assert two.precision == "bf16"
+    assert accuracy(two, tX, tY) > 0.9
+    # bfloat16 rounding differs with the summation order: looser than float32's 1e-3
+    np.testing.assert_allclose(two.predict(tX), one.predict(tX), atol=0.05)
 
 
 TORCHRUN_SCRIPT = """
