@@ -30,6 +30,7 @@ and the processes get sequences of the same lengths, so none waits long for the 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import inspect
 import json
 import os
@@ -329,6 +330,9 @@ def _spawn(workers, make_model, X, Y, fit_kwargs, threads, backend, timeout) -> 
                 if p.is_alive():
                     p.terminate()
                 p.join(10)
+            for name in getattr(ctx, "error_files", ()):  # torch's, in /tmp, written on failure
+                with contextlib.suppress(OSError, TypeError):
+                    os.remove(name)
         model = load(os.path.join(tmp, "model.passage"))
         with open(os.path.join(tmp, "history.json")) as f:
             for name, value in json.load(f).items():

@@ -177,10 +177,13 @@ def test_bad_arguments_say_what_to_do(monkeypatch):
         fit_distributed(make_model, X, Y, workers=3)
 
 
-def test_worker_errors_come_back_with_their_type():
+def test_worker_errors_come_back_with_their_type(tmp_path, monkeypatch):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where torch puts its error files
     X, Y = synthetic(8, 0)
     with pytest.raises(TypeError, match="must return a passage.models.RNN.*worker process 0"):
         fit_distributed(not_a_model, X, Y, workers=1, timeout=60)
+    assert list(tmp_path.iterdir()) == []  # no error file or job directory left behind
 
 
 UNGUARDED_SCRIPT = """
