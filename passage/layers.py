@@ -185,7 +185,9 @@ class Dense(Layer):
     def forward(self, x, lengths, pre_act: bool = False):
         x = F.dropout(x, self.p_drop, self.training)
         y = F.linear(x, self.w, self.b)
-        return (y if pre_act else self.act(y)), lengths
+        # under mixed precision the activation runs in float32: a bfloat16 sigmoid saturates
+        # to exactly 1 (and a zero gradient) from pre-activations of about 6 up
+        return (y if pre_act else self.act(full_precision(y))), lengths
 
 
 class AdaptiveSoftmax(Layer):
@@ -241,7 +243,7 @@ class AdaptiveSoftmax(Layer):
         fall in (what makes training cheap)."""
         x = F.dropout(x, self.p_drop, self.training)
         with torch.autocast(x.device.type, enabled=False):  # log-probabilities in float32
-            return self.asm(x.float().reshape(-1, self.n_in), target.reshape(-1)).loss
+            return self.asm(full_precision(x).reshape(-1, self.n_in), target.reshape(-1)).loss
 
 
 class _Direction(nn.Module):
@@ -263,6 +265,12 @@ class _Direction(nn.Module):
     def initial_state(self, batch: int) -> tuple[torch.Tensor, ...]:
         states = (self.h0, self.c0) if hasattr(self, "c0") else (self.h0,)
         return tuple(s.expand(batch, -1) for s in states)
+
+
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is a 16-bit float (mixed precision), else unchanged (so a float64
+    model stays float64)."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -342,7 +350,8 @@ class _Recurrent(Layer):
         relu = self.relu
         dtype = state[0].dtype
         low = _autocast_dtype(x.device.type)
-        if low is not None:  # mixed precision: the kernel in low precision, states kept in fp32
+        if low is not None:  # mixed precision: the kernel runs in low precision (h and c too);
+            # the final states are handed back in the states' own dtype
             x, state = x.to(low), tuple(s.to(low) for s in state)
             weights = [w.to(low) for w in weights]
         if k <= 0 or k >= x.shape[1]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from passage.layers import AdaptiveSoftmax, Dense
+from passage.layers import AdaptiveSoftmax, Dense, full_precision
 from passage.models import RNN
 from passage.preprocessing import END
 
@@ -121,7 +121,7 @@ class LanguageModel(RNN):
         with self.autocast():
             if isinstance(last, AdaptiveSoftmax):  # only the clusters the targets fall in
                 return last.cost(self.model(x, lengths, states=states, head=False), y)
-            logits = self.model(x, lengths, pre_act=True, states=states).float()
+            logits = full_precision(self.model(x, lengths, pre_act=True, states=states))
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
     def _n_recurrent(self) -> int:

@@ -25,7 +25,7 @@ from passage import iterators as iterator_registry
 from passage import metrics, targets
 from passage import updates as updater_registry
 from passage.checkpoint import load_checkpoint, save_checkpoint
-from passage.layers import AdaptiveSoftmax, Dense, Embedding, Layer, output_size
+from passage.layers import AdaptiveSoftmax, Dense, Embedding, Layer, full_precision, output_size
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -253,14 +253,14 @@ class RNN:
         """The context the training forward pass runs in: bfloat16 autocast for
         ``precision='bf16'``, a disabled one for 'fp32'."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
-                              enabled=self.precision == "bf16")
+                              enabled=self.precision == "bf16" and self.model.training)
 
     def loss(self, x, lengths, y) -> torch.Tensor:
         """The cost of one padded batch; per-step outputs count real steps only."""
         net = getattr(self, "_forward_module", None) or self.model  # DDP wrapper: distributed.py
         with self.autocast():
             out = net(x, lengths, pre_act=self._logits_cost is not None)
-        out = out.float()  # the cost in float32 whatever the precision of the forward pass
+        out = full_precision(out)  # the cost in float32 whatever the forward pass ran in
         if out.dim() == 3:
             mask = torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]
             out, y = out[mask], y[mask]

@@ -45,6 +45,7 @@ def from_language_model(lm: LanguageModel, head: list[Layer], cost, updater="Ada
             p.requires_grad_(not freeze and getattr(layer, "trainable", True))
     rnn_kwargs.setdefault("tokenizer", lm.tokenizer)
     rnn_kwargs.setdefault("device", lm.device)
+    rnn_kwargs.setdefault("precision", lm.precision)
     model = RNN(body + list(head), cost, updater, **rnn_kwargs)
     model.pretrained_layers_ = len(body)
     return model

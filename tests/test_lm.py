@@ -222,18 +222,34 @@ def test_adaptive_softmax_as_a_classifier_output():
 
 
 @pytest.mark.parametrize("adaptive", [False, True])
-def test_bf16_language_model_learns_with_float32_costs(adaptive):
+def test_bf16_language_model_trains_in_bf16_and_evaluates_in_fp32(adaptive, monkeypatch):
+    import passage.layers as layer_module
     from passage.layers import AdaptiveSoftmax
+
+    seen = []
+    real = layer_module.scan_fused
+
+    def spy(kind, x, *args):
+        seen.append(x.dtype)
+        return real(kind, x, *args)
+
+    monkeypatch.setattr(layer_module, "scan_fused", spy)
     out = AdaptiveSoftmax(9, (4, 7)) if adaptive else Dense(9, "softmax")
     lm = LanguageModel([Embedding(16, 9), GatedRecurrent(32), out], updater=Adam(lr=1e-2),
                        verbose=0, seed=0, seq_len=5, precision="bf16")
     x = torch.from_numpy(copy_stream()[:40].reshape(4, 10))
-    states = [None]
+    lm.model.train()
     with torch.no_grad():
-        low = lm._segment_loss(x[:, :-1], x[:, 1:], states)
+        low = lm._segment_loss(x[:, :-1], x[:, 1:], [None])  # fresh states for each
         lm.precision = "fp32"
-        full = lm._segment_loss(x[:, :-1], x[:, 1:], states)
+        full = lm._segment_loss(x[:, :-1], x[:, 1:], [None])
         lm.precision = "bf16"
     assert low.dtype == torch.float32 and abs(low.item() - full.item()) < 2e-2
+    assert seen == [torch.bfloat16, torch.float32]
+    seen.clear()
     lm.fit(copy_stream(), n_epochs=12, batch_size=4)
+    assert set(seen) == {torch.bfloat16}
+    seen.clear()
+    lm.evaluate(copy_stream(seed=1))
+    assert set(seen) == {torch.float32}  # scores in float32, like predict
     assert copy_accuracy(lm, copy_stream(seed=1)) > 0.95

@@ -184,3 +184,20 @@ def test_bf16_model_learns_and_saves_its_precision(tmp_path):
 def test_bad_precision_says_what_is_allowed():
     with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16'"):
         RNN([Embedding(4, 10), GatedRecurrent(4), Dense(1, "sigmoid")], "bce", precision="fp16")
+
+
+def test_bf16_output_activation_runs_in_float32():
+    # a bfloat16 sigmoid of 7 is exactly 1.0 (zero gradient); the Dense computes it in float32
+    model = RNN([Embedding(4, 10), GatedRecurrent(4), Dense(1, "sigmoid")], "mse", verbose=0,
+                seed=0, precision="bf16")
+    with torch.no_grad():
+        model.layers[-1].w.zero_()
+        model.layers[-1].b.fill_(7.0)
+    x, lengths, _ = model._batch([[3, 4, 5]], np.arange(1))
+    model.model.train()
+    with model.autocast():
+        out = model.model(x, lengths)
+    assert out.dtype == torch.float32 and 0.99 < out.item() < 1.0
+    loss = model.loss(x, lengths, torch.zeros(1, 1))
+    loss.backward()
+    assert model.layers[-1].b.grad.abs().item() > 1e-4
