@@ -222,18 +222,10 @@ def test_adaptive_softmax_as_a_classifier_output():
 
 
 @pytest.mark.parametrize("adaptive", [False, True])
-def test_bf16_language_model_trains_in_bf16_and_evaluates_in_fp32(adaptive, monkeypatch):
-    import passage.layers as layer_module
+def test_bf16_language_model_trains_in_bf16_and_evaluates_in_fp32(adaptive, kernel_dtypes):
     from passage.layers import AdaptiveSoftmax
 
-    seen = []
-    real = layer_module.scan_fused
-
-    def spy(kind, x, *args):
-        seen.append(x.dtype)
-        return real(kind, x, *args)
-
-    monkeypatch.setattr(layer_module, "scan_fused", spy)
+    seen = kernel_dtypes
     out = AdaptiveSoftmax(9, (4, 7)) if adaptive else Dense(9, "softmax")
     lm = LanguageModel([Embedding(16, 9), GatedRecurrent(32), out], updater=Adam(lr=1e-2),
                        verbose=0, seed=0, seq_len=5, precision="bf16")

@@ -136,17 +136,8 @@ def _ids_task(n=600, seed=0):
     lambda: [Embedding(16, 50), LstmRecurrent(16), GatedRecurrent(16, truncate_gradient=7),
              Dense(1, "sigmoid")],
 ])
-def test_bf16_loss_and_gradients_follow_fp32(layers, monkeypatch):
-    import passage.layers as layer_module
-
-    seen = []
-    real = layer_module.scan_fused
-
-    def spy(kind, x, *args):
-        seen.append(x.dtype)
-        return real(kind, x, *args)
-
-    monkeypatch.setattr(layer_module, "scan_fused", spy)
+def test_bf16_loss_and_gradients_follow_fp32(layers, kernel_dtypes):
+    seen = kernel_dtypes
     X, Y = _ids_task(64)
     model = RNN(layers(), "bce", verbose=0, seed=0, precision="bf16")
     x, lengths, _ = model._batch(X, np.arange(64))
