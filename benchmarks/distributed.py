@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                     help="bf16: mixed-precision training in both runs")
     args = ap.parse_args()
 

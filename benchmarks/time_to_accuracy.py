@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--keep", default="ends", choices=Truncate.KEEP,
                     help="which tokens of a longer review --max-len keeps")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                     help="bf16: mixed-precision training (RNN(precision=...))")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--validate", action="store_true",
@@ -116,7 +116,7 @@ def main() -> None:
     name = (f"Passage GRU {args.size}{' ' + args.pool + '-pool' if args.pool else ''}, "
             f"{args.epochs} epochs"
             f"{f', trained on {args.max_len} tokens ({args.keep})' if args.max_len else ''}"
-            f"{', bf16' if args.precision == 'bf16' else ''}")
+            f"{', ' + args.precision if args.precision != 'fp32' else ''}")
     rows.append((name, *rnn_recipe(trX, trY, teX, teY, args)))
     scored = "validation" if args.validate else "test"
     print(f"\n| model | {scored} accuracy | fit seconds (from raw text) | x baseline | "

@@ -358,9 +358,9 @@ def _add_model_options(p, showdown: bool = False) -> None:
                    help="fraction held out for early stopping; 0 turns it off (0.1)")
     g.add_argument("--patience", type=positive_int, default=2,
                    help="stop after this many epochs without a better validation cost (2)")
-    g.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: mixed-precision training, faster on CPUs with AVX512-BF16/AMX "
-                        "(fp32)")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="bf16: mixed-precision training, faster on CPUs with AVX512-BF16/AMX; "
+                        "fp16: for GPUs without bfloat16 (fp32)")
 
 
 def build_parser() -> argparse.ArgumentParser:

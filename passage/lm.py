@@ -152,8 +152,7 @@ class LanguageModel(RNN):
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"the cost became {loss.item()} in epoch "
                                              f"{epoch + 1}: lower the learning rate")
-                loss.backward()
-                self.updater.step(self.params)
+                self._update(loss)
                 ep_costs.append(loss.item())
                 if bar is not None:
                     bar.update(1)

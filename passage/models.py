@@ -32,7 +32,7 @@ class NotFittedError(ValueError, AttributeError):
     """Predicting with a model that was never trained (nor loaded)."""
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype
 
 
 def default_device() -> torch.device:
@@ -121,7 +121,9 @@ class RNN:
     tokenizer: a fitted Tokenizer, so fit/predict take raw texts and save keeps it with the model.
     precision: 'fp32', or 'bf16' for mixed-precision training: the matmuls and recurrent kernels
     run in bfloat16 while weights, optimizer and cost stay float32 (faster on CPUs with
-    AVX512-BF16 or AMX and on recent GPUs, slower where bfloat16 is emulated). predict runs fp32.
+    AVX512-BF16 or AMX and on recent GPUs, slower where bfloat16 is emulated); 'fp16' the same in
+    float16 with dynamic loss scaling, for GPUs without bfloat16 (slow on most CPUs). predict and
+    validation run fp32.
     """
 
     def __init__(self, layers, cost, updater="Adam", verbose=2, Y=None, iterator="SortedPadded",
@@ -133,10 +135,11 @@ class RNN:
         self.verbose = verbose
         self.seed = seed
         self.tokenizer = tokenizer
-        if precision not in PRECISIONS:
+        if not isinstance(precision, str) or precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got "
                              f"{precision!r}")
         self.precision = precision
+        self._loss_scale = None  # fp16: made by the first update
         self.device = torch.device(device) if device is not None else default_device()
         if seed is not None:
             torch.manual_seed(seed)
@@ -250,10 +253,11 @@ class RNN:
 
     # -- training ------------------------------------------------------------------------------
     def autocast(self) -> torch.autocast:
-        """The context the training forward pass runs in: bfloat16 autocast for
-        ``precision='bf16'``, a disabled one for 'fp32'."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16,
-                              enabled=self.precision == "bf16" and self.model.training)
+        """The context the training forward pass runs in: autocast to bfloat16 or float16 for
+        ``precision='bf16'`` or 'fp16' while the model is in training mode, else disabled."""
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16,
+                              enabled=dtype is not None and self.model.training)
 
     def loss(self, x, lengths, y) -> torch.Tensor:
         """The cost of one padded batch; per-step outputs count real steps only."""
@@ -475,9 +479,8 @@ class RNN:
                         f"the cost became {loss.item()} in epoch {epoch + 1}, batch "
                         f"{len(costs) + 1}: lower the learning rate, set clipnorm on the "
                         "updater, or scale the targets")
-                loss.backward()
                 self._scheduled_lr()
-                self.updater.step(self.params)
+                self._update(loss)
                 costs.append(loss.item())
                 tokens += int(lengths_np.sum())
                 if bar is not None:
@@ -496,6 +499,20 @@ class RNN:
                   f"{self.last_epoch_['seconds']:.1f}s "
                   f"{tokens / max(self.last_epoch_['seconds'], 1e-9):,.0f} tok/s", flush=True)
         return costs
+
+    def _update(self, loss: torch.Tensor) -> None:
+        """Backward and one updater step; with fp16 through the loss scale, which skips a step
+        whose gradients overflowed."""
+        if self.precision != "fp16":
+            loss.backward()
+            self.updater.step(self.params)
+            return
+        if self._loss_scale is None:
+            self._loss_scale = updater_registry.LossScale()
+        scale = self._loss_scale
+        scale.backward(loss)
+        if scale.unscale(self.params):
+            self.updater.step(self.params)
 
     def _scheduled_lr(self) -> None:
         if self._schedule is None:

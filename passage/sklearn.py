@@ -38,7 +38,7 @@ class _TextRNN(BaseEstimator):
         self.validation_split, self.patience = validation_split, patience
         self.seed, self.verbose = seed, verbose
         self.class_weight = class_weight  # classifiers only: 'balanced' or {label: weight}
-        self.precision = precision  # 'fp32' or 'bf16' (mixed-precision training; RNN's doc)
+        self.precision = precision  # 'fp32', 'bf16' or 'fp16' (mixed precision; see RNN)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -183,3 +183,42 @@ def from_config(name: str, config: dict) -> Update:
     config = dict(config)
     reg = Regularizer(**config.pop("regularizer", {}))
     return UPDATERS[name.lower()](regularizer=reg, **config)
+
+
+class LossScale:
+    """Dynamic loss scaling for float16 training (``RNN(precision='fp16')``).
+
+    The loss is multiplied by ``scale`` before backward, so that small gradients do not round to
+    zero in float16, and the gradients are divided back before the update. A step whose
+    gradients overflowed (inf or NaN) is skipped and the scale halved; after ``interval`` good
+    steps in a row the scale doubles.
+
+    >>> scaler = LossScale(scale=8.0)
+    >>> w = torch.ones(1, requires_grad=True)
+    >>> scaler.backward(w.sum() * 3)
+    >>> scaler.unscale([w]), w.grad.item()
+    (True, 3.0)
+    """
+
+    def __init__(self, scale: float = 2.0 ** 16, interval: int = 2000):
+        self.scale, self.interval, self.good_steps = float(scale), interval, 0
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss * self.scale).backward()
+
+    def unscale(self, params: list[torch.Tensor]) -> bool:
+        """Divide the gradients by the scale; False (gradients cleared, scale halved) if any
+        of them overflowed, in which case the step must be skipped."""
+        grads = [p.grad for p in params if p.grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(g) for g in grads]) if grads else None
+        if norms is not None and not bool(torch.isfinite(norms).all()):
+            for p in params:
+                p.grad = None
+            self.scale, self.good_steps = self.scale / 2, 0
+            return False
+        if grads:
+            torch._foreach_mul_(grads, 1.0 / self.scale)
+        self.good_steps += 1
+        if self.good_steps >= self.interval:
+            self.scale, self.good_steps = self.scale * 2, 0
+        return True

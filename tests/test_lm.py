@@ -221,26 +221,29 @@ def test_adaptive_softmax_as_a_classifier_output():
         RNN([Embedding(8, 10), GatedRecurrent(16), AdaptiveSoftmax(6, (2,))], "bce", verbose=0)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("adaptive", [False, True])
-def test_bf16_language_model_trains_in_bf16_and_evaluates_in_fp32(adaptive, kernel_dtypes):
+def test_mixed_precision_language_model_trains_low_and_evaluates_in_fp32(adaptive, precision,
+                                                                         kernel_dtypes):
     from passage.layers import AdaptiveSoftmax
 
     seen = kernel_dtypes
     out = AdaptiveSoftmax(9, (4, 7)) if adaptive else Dense(9, "softmax")
     lm = LanguageModel([Embedding(16, 9), GatedRecurrent(32), out], updater=Adam(lr=1e-2),
-                       verbose=0, seed=0, seq_len=5, precision="bf16")
+                       verbose=0, seed=0, seq_len=5, precision=precision)
     x = torch.from_numpy(copy_stream()[:40].reshape(4, 10))
     lm.model.train()
     with torch.no_grad():
         low = lm._segment_loss(x[:, :-1], x[:, 1:], [None])  # fresh states for each
         lm.precision = "fp32"
         full = lm._segment_loss(x[:, :-1], x[:, 1:], [None])
-        lm.precision = "bf16"
+        lm.precision = precision
     assert low.dtype == torch.float32 and abs(low.item() - full.item()) < 2e-2
-    assert seen == [torch.bfloat16, torch.float32]
+    low_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    assert seen == [low_dtype, torch.float32]
     seen.clear()
     lm.fit(copy_stream(), n_epochs=12, batch_size=4)
-    assert set(seen) == {torch.bfloat16}
+    assert set(seen) == {low_dtype}
     seen.clear()
     lm.evaluate(copy_stream(seed=1))
     assert set(seen) == {torch.float32}  # scores in float32, like predict

@@ -130,51 +130,57 @@ def _ids_task(n=600, seed=0):
     return X, np.array([int(7 in x) for x in X])
 
 
+LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("layers", [
     lambda: [Embedding(16, 50), GatedRecurrent(16, pool="max", direction="bi"),
              Dense(1, "sigmoid")],
     lambda: [Embedding(16, 50), LstmRecurrent(16), GatedRecurrent(16, truncate_gradient=7),
              Dense(1, "sigmoid")],
 ])
-def test_bf16_loss_and_gradients_follow_fp32(layers, kernel_dtypes):
+def test_mixed_precision_loss_and_gradients_follow_fp32(layers, precision, kernel_dtypes):
     seen = kernel_dtypes
     X, Y = _ids_task(64)
-    model = RNN(layers(), "bce", verbose=0, seed=0, precision="bf16")
+    model = RNN(layers(), "bce", verbose=0, seed=0, precision=precision)
     x, lengths, _ = model._batch(X, np.arange(64))
     y = torch.tensor(Y, dtype=torch.float32)[:, None]
     out = {}
-    for precision in ("fp32", "bf16"):
-        model.precision = precision
+    for run in ("fp32", precision):
+        model.precision = run
         model.model.zero_grad()
         seen.clear()
         loss = model.loss(x, lengths, y)
         loss.backward()
         assert loss.dtype == torch.float32
-        assert set(seen) == {torch.float32 if precision == "fp32" else torch.bfloat16}
-        out[precision] = loss.item(), torch.cat([p.grad.ravel() for p in model.params])
-    (l32, g32), (l16, g16) = out["fp32"], out["bf16"]
+        assert set(seen) == {LOW.get(run, torch.float32)}
+        out[run] = loss.item(), torch.cat([p.grad.ravel() for p in model.params])
+    (l32, g32), (l16, g16) = out["fp32"], out[precision]
     assert abs(l16 - l32) < 1e-2
     assert ((g16 - g32).norm() / g32.norm()).item() < 3e-2  # bfloat16 keeps ~3 digits
     assert all(p.dtype == torch.float32 for p in model.params)  # master weights stay fp32
 
 
-def test_bf16_model_learns_and_saves_its_precision(tmp_path):
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_model_learns_and_saves_its_precision(tmp_path, precision):
     from passage.io import load, save
 
     X, Y = _ids_task()
     model = RNN([Embedding(32, 50), GatedRecurrent(32, pool="max"), Dense(1, "sigmoid")], "bce",
-                updater=Adam(lr=1e-2), verbose=0, seed=0, precision="bf16")
+                updater=Adam(lr=1e-2), verbose=0, seed=0, precision=precision)
     model.fit(X, Y, n_epochs=10)
     assert np.mean((model.predict(X)[:, 0] > 0.5) == Y) > 0.95
     save(model, tmp_path / "m.passage")
     again = load(tmp_path / "m.passage")
-    assert again.precision == "bf16"
+    assert again.precision == precision
     np.testing.assert_array_equal(again.predict(X[:50]), model.predict(X[:50]))
 
 
 def test_bad_precision_says_what_is_allowed():
-    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16'"):
-        RNN([Embedding(4, 10), GatedRecurrent(4), Dense(1, "sigmoid")], "bce", precision="fp16")
+    for bad in ("half", ["bf16"]):
+        with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', 'fp16'"):
+            RNN([Embedding(4, 10), GatedRecurrent(4), Dense(1, "sigmoid")], "bce", precision=bad)
 
 
 def test_bf16_output_activation_runs_in_float32():
@@ -192,3 +198,33 @@ def test_bf16_output_activation_runs_in_float32():
     loss = model.loss(x, lengths, torch.zeros(1, 1))
     loss.backward()
     assert model.layers[-1].b.grad.abs().item() > 1e-4
+
+
+def test_fp16_step_with_overflowing_gradients_is_skipped_and_the_scale_halved():
+    from passage.updates import LossScale
+
+    X, Y = _ids_task(64)
+    model = RNN([Embedding(8, 50), GatedRecurrent(8), Dense(1, "sigmoid")], "bce", verbose=0,
+                seed=0, precision="fp16")
+    before = [p.detach().clone() for p in model.params]
+    model._loss_scale = LossScale(scale=2.0 ** 100)  # the scaled gradients overflow float16
+    model.fit(X, Y, n_epochs=1, batch_size=64)
+    assert model._loss_scale.scale == 2.0 ** 99
+    assert all(torch.equal(a, p) for a, p in zip(before, model.params, strict=True))
+    model._loss_scale.scale = 1024.0  # a scale that fits: this step is taken
+    model.fit(X, Y, n_epochs=1, batch_size=64)
+    assert not all(torch.equal(a, p) for a, p in zip(before, model.params, strict=True))
+
+
+def test_loss_scale_grows_after_good_steps_and_unscales_exactly():
+    from passage.updates import LossScale
+
+    scaler = LossScale(scale=4.0, interval=2)
+    w = torch.ones(3, requires_grad=True)
+    for expected in (4.0, 4.0, 8.0):  # doubles after 2 good steps
+        assert scaler.scale == expected
+        w.grad = None
+        scaler.backward((w * torch.tensor([1.0, 2.0, 3.0])).sum())
+        assert scaler.unscale([w])
+        assert w.grad.tolist() == [1.0, 2.0, 3.0]
+    assert scaler.scale == 8.0 and scaler.good_steps == 1

@@ -40,7 +40,7 @@ class TrainOptions:
     patience: int | None = 2
     seed: int | None = 0
     verbose: int = 0
-    precision: str = "fp32"  # or 'bf16': mixed-precision training (see RNN)
+    precision: str = "fp32"  # or 'bf16' / 'fp16': mixed-precision training (see RNN)
 
     def updated(self, **changes) -> TrainOptions:
         """A copy with some settings changed; unknown names are an error."""
