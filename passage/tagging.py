@@ -151,10 +151,11 @@ class Tagger:
     def __init__(self, size: int = 128, embedding_size: int = 32, depth: int = 1,
                  layer: str = "lstm", p_drop: float = 0.25, n_epochs: int = 10,
                  batch_size: int = 32, lr: float = 3e-3, min_df: int = 2, seed: int | None = None,
-                 verbose: int = 0):
+                 verbose: int = 0, precision: str = "fp32"):
         self.size, self.embedding_size, self.depth, self.layer = size, embedding_size, depth, layer
         self.p_drop, self.n_epochs, self.batch_size, self.lr = p_drop, n_epochs, batch_size, lr
         self.min_df, self.seed, self.verbose = min_df, seed, verbose
+        self.precision = precision  # 'fp32', 'bf16' or 'fp16' (mixed precision; see RNN)
 
     def get_params(self) -> dict:
         """The constructor arguments (scikit-learn style)."""
@@ -177,7 +178,7 @@ class Tagger:
                    for _ in range(self.depth)]
         layers.append(Dense(len(self.tags_), "softmax", p_drop=self.p_drop))
         self.model_ = RNN(layers, "cce", updater=Adam(lr=self.lr), verbose=self.verbose,
-                          seed=self.seed)
+                          seed=self.seed, precision=self.precision)
         val = None
         if validation_data is not None:
             val = (self.features_.transform(validation_data[0]), self._encode(validation_data[1]))

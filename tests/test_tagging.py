@@ -91,6 +91,15 @@ def test_tagger_save_load(tagger, tmp_path):
     assert back.get_params() == tagger.get_params()
 
 
+def test_tagger_trains_in_bf16_and_keeps_it(tmp_path):
+    X, Y = synthetic()
+    tagger = Tagger(size=16, embedding_size=8, n_epochs=4, seed=0, precision="bf16").fit(X, Y)
+    assert tagger.model_.precision == "bf16"
+    assert tagger.score(*synthetic(100, seed=2)) > 0.95
+    tagger.save(tmp_path / "tagger.passage")
+    assert Tagger.load(tmp_path / "tagger.passage").model_.precision == "bf16"
+
+
 def test_tagger_bad_input(tagger):
     with pytest.raises(TypeError, match="list of token lists"):
         tagger.predict("The dog runs")
