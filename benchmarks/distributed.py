@@ -25,7 +25,7 @@ from passage import metrics
 from passage.datasets import load_imdb
 from passage.distributed import fit_distributed
 from passage.layers import Dense, Embedding, GatedRecurrent
-from passage.models import RNN
+from passage.models import PRECISIONS, RNN
 from passage.preprocessing import Tokenizer
 from passage.updates import Adam
 
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+    ap.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
                     help="bf16: mixed-precision training in both runs")
     args = ap.parse_args()
 

@@ -27,7 +27,7 @@ import numpy as np
 from passage.datasets import load_imdb, read_jsonl
 from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.metrics import accuracy
-from passage.models import RNN
+from passage.models import PRECISIONS, RNN
 from passage.preprocessing import Tokenizer, Truncate
 from passage.updates import Adam
 
@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--keep", default="ends", choices=Truncate.KEEP,
                     help="which tokens of a longer review --max-len keeps")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+    ap.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
                     help="bf16: mixed-precision training (RNN(precision=...))")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--validate", action="store_true",

@@ -356,14 +356,15 @@ class _Recurrent(Layer):
             weights = [w.to(low) for w in weights]
         if k <= 0 or k >= x.shape[1]:
             out, state = scan_fused(self.kind, x, state, weights, relu)
-            return out, tuple(s.to(dtype) for s in state)
-        outs = []
-        for start in range(0, x.shape[1], k):  # truncated BPTT: cut gradients every k steps
-            if start:
-                state = tuple(s.detach() for s in state)
-            out, state = scan_fused(self.kind, x[:, start:start + k], state, weights, relu)
-            outs.append(out)
-        return torch.cat(outs, dim=1), tuple(s.to(dtype) for s in state)
+        else:
+            outs = []
+            for start in range(0, x.shape[1], k):  # truncated BPTT: cut gradients every k steps
+                if start:
+                    state = tuple(s.detach() for s in state)
+                out, state = scan_fused(self.kind, x[:, start:start + k], state, weights, relu)
+                outs.append(out)
+            out = torch.cat(outs, dim=1)
+        return out, tuple(s.to(dtype) for s in state)
 
     # -- inference that skips padding (CPU, no gradients) --------------------------------------
     def skips_padding(self, x: torch.Tensor) -> bool:
