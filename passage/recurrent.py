@@ -67,10 +67,90 @@ def gate_scale_vector(kind: str, size: int, scale: float, device=None, dtype=Non
     return torch.cat(parts)
 
 
+class GRUScan(torch.autograd.Function):
+    """The GRU recurrence over all steps, with a hand-written backward pass.
+
+    ``apply(gi, h0, w_hh, b_hh)``: gi (time, batch, 3 * size) holds every step's input projection
+    (with b_ih); returns the outputs (time, batch, size). Used for bfloat16 training on the CPU,
+    where PyTorch's GRU backward computes the recurrent weight gradient as one small matmul per
+    step: here it is one GEMM over all steps, and the gate derivatives that do not depend on the
+    incoming gradient are computed for all steps at once, so each backward step is a matmul and
+    three elementwise ops. Measured on 64 x 256 x 128 (fwd + bwd, bf16): 0.95-1.4x PyTorch's
+    kernel on one thread (noisy), 1.26-1.38x on two.
+    """
+
+    @staticmethod
+    def forward(ctx, gi, h0, w_hh, b_hh):
+        steps, batch, three = gi.shape
+        size = three // 3
+        hs = gi.new_empty(steps + 1, batch, size)  # hs[t]: the state before step t
+        hs[0] = h0
+        gh = gi.new_empty(steps, batch, three)  # h @ w_hh.T + b_hh of every step
+        rz = gi.new_empty(steps, batch, 2 * size)  # the r and z gates
+        n = gi.new_empty(steps, batch, size)  # the candidate state
+        w = w_hh.t().contiguous()
+        h_, gh_, rz_, n_ = hs.unbind(), gh.unbind(), rz.unbind(), n.unbind()  # per-step views
+        gi_rz, gi_n = gi[..., :2 * size].unbind(), gi[..., 2 * size:].unbind()
+        gh_rz, gh_n = gh[..., :2 * size].unbind(), gh[..., 2 * size:].unbind()
+        r, z = rz[..., :size].unbind(), rz[..., size:].unbind()
+        for t in range(steps):
+            torch.addmm(b_hh, h_[t], w, out=gh_[t])
+            torch.add(gi_rz[t], gh_rz[t], out=rz_[t]).sigmoid_()
+            torch.addcmul(gi_n[t], r[t], gh_n[t], out=n_[t]).tanh_()
+            torch.lerp(n_[t], h_[t], z[t], out=h_[t + 1])  # (1 - z) n + z h
+        ctx.save_for_backward(hs, gh, rz, n, w_hh)
+        return hs[1:]
+
+    @staticmethod
+    def backward(ctx, d_out):
+        hs, gh, rz, n, w_hh = ctx.saved_tensors
+        steps, batch, size = n.shape
+        r, z = rz[..., :size], rz[..., size:]
+        # d(pre-activation) = dh * m, with m independent of dh: computed for all steps at once
+        d_n = (1 - z) * (1 - n * n)  # through n = tanh(a_n)
+        m = torch.stack([d_n * r * gh[..., 2 * size:] * (1 - r),  # r gate
+                         (hs[:-1] - n) * z * (1 - z),  # z gate
+                         d_n * r], dim=2)  # gh_n, the recurrent part of a_n
+        d_gh = torch.empty_like(m)
+        dhs = torch.empty_like(n)  # the gradient reaching each step's output
+        dh = torch.zeros_like(hs[0])
+        w = w_hh.contiguous()
+        dhs_, d_gh_, m_, z_ = dhs.unbind(), d_gh.view(steps, batch, 3 * size).unbind(), \
+            m.unbind(), z.unbind()
+        for t, d_out_t in zip(range(steps - 1, -1, -1), reversed(d_out.unbind()), strict=True):
+            torch.add(dh, d_out_t, out=dhs_[t])
+            torch.mul(dhs_[t][:, None, :], m_[t], out=d_gh[t])
+            dh = torch.addmm(dhs_[t] * z_[t], d_gh_[t], w)
+        d_gh = d_gh.view(steps, batch, 3 * size)
+        d_gi = torch.cat([d_gh[..., :2 * size], dhs * d_n], dim=2)
+        flat = d_gh.view(-1, 3 * size)
+        d_w = flat.t() @ hs[:-1].reshape(-1, size)  # one GEMM for the whole sequence
+        return d_gi, dh, d_w, flat.sum(0)
+
+
+def scan_gru(x: torch.Tensor, h0: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """GRU outputs (batch, time, size) of x (batch, time, n_in) through ``GRUScan``."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    gi = torch.nn.functional.linear(x.transpose(0, 1), w_ih, b_ih).contiguous()
+    return GRUScan.apply(gi, h0, w_hh, b_hh).transpose(0, 1)
+
+
+HAND_WRITTEN_GRU_DTYPES = {torch.bfloat16}  # where GRUScan was measured faster (CPU training)
+
+
+def _hand_written_gru(x: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype in HAND_WRITTEN_GRU_DTYPES
+            and torch.is_grad_enabled())
+
+
 def scan_fused(kind: str, x: torch.Tensor, state: tuple[torch.Tensor, ...],
                weights: list[torch.Tensor], relu: bool = False,
                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """All steps of one direction with PyTorch's fused kernel: (outputs, final state)."""
+    """All steps of one direction with a fused kernel: (outputs, final state). PyTorch's, except
+    bfloat16 GRU training on the CPU, which runs ``GRUScan``."""
+    if kind == "gru" and _hand_written_gru(x) and x.shape[1] > 0:
+        out = scan_gru(x, state[0], weights)
+        return out, (out[:, -1],)
     hx = tuple(s.unsqueeze(0).contiguous() for s in state)
     args = (True, 1, 0.0, False, False, True)  # biases, layers, dropout, train, bidir, batch_first
     if kind == "lstm":
