@@ -38,6 +38,7 @@ import pickle
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 
@@ -146,11 +147,8 @@ def fit_distributed(make_model: Callable[[], RNN], trX: Sequence, trY: Sequence,
     if fit_kwargs.get("batch_size") is not None:
         _check_batch_size(fit_kwargs["batch_size"], workers)
     _check_picklable(make_model)
-    if getattr(mp.current_process(), "_inheriting", False):
-        raise RuntimeError("fit_distributed was called while a worker process was importing your "
-                           "script: the workers import it to find make_model, so the call must "
-                           "sit under `if __name__ == '__main__':`")
-    return _spawn(workers, make_model, trX, trY, fit_kwargs, threads, backend, timeout)
+    _check_not_in_worker_import("fit_distributed")
+    return _spawn(workers, [make_model], trX, trY, fit_kwargs, threads, backend, timeout)[0]
 
 
 # -- checks --------------------------------------------------------------------------------------
@@ -186,6 +184,13 @@ def _check_picklable(make_model) -> None:
         raise TypeError("make_model is defined in an interactive session (__main__ has no "
                         "file), which the worker processes cannot import: define it in a .py "
                         "module and import it from there")
+
+
+def _check_not_in_worker_import(name: str) -> None:
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise RuntimeError(f"{name} was called while a worker process was importing your "
+                           "script: the workers import it to find your model function, so the "
+                           "call must sit under `if __name__ == '__main__':`")
 
 
 def _check_model(model) -> None:
@@ -275,18 +280,26 @@ def _free_port() -> int:
 
 
 def _worker(rank, world, port, tmp, threads, backend, timeout):
-    """Entry point of a started process: process 0 leaves the model in ``tmp`` (a model file,
-    no pickle); a failing process leaves its error there for the parent to re-raise."""
+    """Entry point of a started process. A data-parallel job (one ``make_model``) trains it with
+    DDP and process 0 leaves the model in ``tmp``; otherwise process ``rank`` trains
+    ``make_models[rank]`` alone and leaves it there (model files, no pickle). A failing process
+    leaves its error there for the parent to re-raise."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    _thread_lock_for_progress_bars()
     try:
         with open(os.path.join(tmp, JOB_FILE), "rb") as f:  # written by _spawn, just now
-            make_model, X, Y, fit_kwargs = pickle.load(f)
+            make_models, X, Y, fit_kwargs = pickle.load(f)
         _set_threads(threads, world)
-        model = _train(rank, world, rank, make_model, X, Y, fit_kwargs, backend, timeout)
-        if rank == 0:
+        if len(make_models) == 1:
+            model = _train(rank, world, rank, make_models[0], X, Y, fit_kwargs, backend, timeout)
+        else:
+            model = _build(make_models[rank], rank)
+            model.verbose = model.verbose if rank == 0 else 0
+            model.fit(X, Y, **fit_kwargs)
+        if rank == 0 or len(make_models) > 1:
             from passage.io import save
-            save(model, os.path.join(tmp, "model.passage"))
-            with open(os.path.join(tmp, "history.json"), "w") as f:
+            save(model, os.path.join(tmp, f"model{rank}.passage"))
+            with open(os.path.join(tmp, f"history{rank}.json"), "w") as f:
                 json.dump({"history_": model.history_, "costs_": model.costs_,
                            "last_epoch_": model.last_epoch_,
                            "best_epoch_": getattr(model, "best_epoch_", None)}, f, default=float)
@@ -301,7 +314,28 @@ def _worker(rank, world, port, tmp, threads, backend, timeout):
     os._exit(0)
 
 
-def _spawn(workers, make_model, X, Y, fit_kwargs, threads, backend, timeout) -> RNN:
+def _thread_lock_for_progress_bars() -> None:
+    """tqdm's bars share a multiprocessing lock: a named semaphore that the ``os._exit`` ending a
+    worker would leave behind ("leaked semaphore" at shutdown). One process's bars need only a
+    thread lock."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    tqdm.set_lock(threading.RLock())
+
+
+def _build(make_model, rank: int) -> RNN:
+    """``make_model()`` of one ensemble member, checked."""
+    model = make_model()
+    if not isinstance(model, RNN):
+        raise TypeError(f"make_models[{rank}]() must return a passage.models.RNN, got "
+                        f"{type(model).__name__}")
+    return model
+
+
+def _spawn(workers, make_models, X, Y, fit_kwargs, threads, backend, timeout) -> list[RNN]:
+    """Run ``workers`` processes on one job (see ``_worker``); the models they left, in order."""
     from passage.io import load
 
     with tempfile.TemporaryDirectory(prefix="passage-ddp-", ignore_cleanup_errors=True) as tmp:
@@ -310,7 +344,7 @@ def _spawn(workers, make_model, X, Y, fit_kwargs, threads, backend, timeout) -> 
         # ``if __name__ == '__main__':`` guard) can then never leave the parent blocked on a
         # pipe write, and the error below is raised.
         with open(os.path.join(tmp, JOB_FILE), "wb") as f:
-            pickle.dump((make_model, X, Y, fit_kwargs), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((list(make_models), X, Y, fit_kwargs), f, protocol=pickle.HIGHEST_PROTOCOL)
         args = (workers, _free_port(), tmp, threads, backend, timeout)
         ctx = mp.start_processes(_worker, args=args, nprocs=workers, join=False,
                                  start_method="spawn")
@@ -323,7 +357,8 @@ def _spawn(workers, make_model, X, Y, fit_kwargs, threads, backend, timeout) -> 
             raise RuntimeError(f"worker process {e.error_index} died (exit code {e.exit_code}"
                                f"{', signal ' + e.signal_name if e.signal_name else ''}; "
                                "its traceback is above), e.g. out of memory, or a script that "
-                               "calls fit_distributed outside `if __name__ == '__main__':`; "
+                               "calls fit_distributed or fit_ensemble outside "
+                               "`if __name__ == '__main__':`; "
                                "the other workers were stopped") from None
         finally:  # e.g. KeyboardInterrupt: never leave workers behind
             for p in ctx.processes:
@@ -333,12 +368,15 @@ def _spawn(workers, make_model, X, Y, fit_kwargs, threads, backend, timeout) -> 
             for name in getattr(ctx, "error_files", ()):  # torch's, in /tmp, written on failure
                 with contextlib.suppress(OSError, TypeError):
                     os.remove(name)
-        model = load(os.path.join(tmp, "model.passage"))
-        with open(os.path.join(tmp, "history.json")) as f:
-            for name, value in json.load(f).items():
-                if value is not None:
-                    setattr(model, name, value)
-    return model
+        models = []
+        for rank in range(workers if len(make_models) > 1 else 1):
+            model = load(os.path.join(tmp, f"model{rank}.passage"))
+            with open(os.path.join(tmp, f"history{rank}.json")) as f:
+                for name, value in json.load(f).items():
+                    if value is not None:
+                        setattr(model, name, value)
+            models.append(model)
+    return models
 
 
 def _worker_error(tmp: str, rank: int) -> Exception:

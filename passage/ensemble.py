@@ -1,0 +1,106 @@
+"""Ensembles: several models trained side by side, one process each, their predictions averaged.
+
+On a CPU, a recurrent layer's step is a small matmul that one thread runs nearly as fast as two,
+so two single-threaded trainings at once get more out of two cores than one training on two
+threads (measured on IMDB in bf16: 82-89k tokens/s each, against 100-115k for one model on both
+cores).
+An ensemble of a forward and a backward GRU therefore costs little more time than one model,
+and averaging two models that read the text in opposite directions is usually more accurate
+than either.
+
+    from passage.ensemble import fit_ensemble
+
+    def make_model(direction):    # module level, so the worker processes can import it
+        return RNN([Embedding(128, n_features), GatedRecurrent(128, direction=direction),
+                    Dense(1, 'sigmoid')], cost='bce', seed=0)
+
+    ensemble = fit_ensemble([partial(make_model, 'forward'), partial(make_model, 'backward')],
+                            X, Y, n_epochs=2)
+    ensemble.predict(test_X)      # the members' mean prediction
+
+Averaging trained models needs no processes:
+
+>>> import numpy as np
+>>> from passage.layers import Dense, Embedding, GatedRecurrent
+>>> from passage.models import RNN
+>>> X, Y = [[3, 4, 5], [5, 4], [4, 4, 4, 3]], [1, 0, 1]
+>>> members = []
+>>> for s in (0, 1):
+...     m = RNN([Embedding(4, 6), GatedRecurrent(4), Dense(1, "sigmoid")], "bce", verbose=0,
+...             seed=s)
+...     _ = m.fit(X, Y)
+...     members.append(m)
+>>> p = Ensemble(members).predict(X)
+>>> bool(np.allclose(p, (members[0].predict(X) + members[1].predict(X)) / 2))
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from passage import distributed
+from passage.models import RNN
+
+
+class Ensemble:
+    """Trained models whose predictions are averaged (all must give outputs of one shape)."""
+
+    def __init__(self, models: Sequence[RNN]):
+        self.models = models
+
+    def predict(self, X, batch_size: int = 256):
+        """The mean of the members' ``predict(X)``: an array, or one array per example for
+        models whose output is a sequence (e.g. taggers)."""
+        models = list(self.models)
+        if not models:
+            raise ValueError("an Ensemble needs at least one model; got none")
+        outs = [m.predict(X, batch_size=batch_size) for m in models]
+        if isinstance(outs[0], np.ndarray):
+            shapes = {o.shape for o in outs}
+            if len(shapes) > 1:
+                raise ValueError(f"the members' predictions have different shapes {sorted(shapes)}:"
+                                 " an ensemble averages models with the same output layer")
+            return np.mean(outs, axis=0)
+        return [np.mean(parts, axis=0) for parts in zip(*outs, strict=True)]
+
+
+def fit_ensemble(make_models: Sequence[Callable[[], RNN]], trX: Sequence, trY: Sequence, *,
+                 threads: int | None = None, **fit_kwargs) -> Ensemble:
+    """Train ``make_models[i]()`` on (trX, trY) in process i, all at once; returns their Ensemble.
+
+    make_models: zero-argument functions building the untrained members (at least two). They are
+    sent to the worker processes, so each must be picklable: a function defined at module level,
+    or a ``functools.partial`` of one.
+    threads: intra-op threads per process (default: CPU cores / members, at least 1).
+    fit_kwargs: passed to every member's ``fit`` (n_epochs, batch_size, len_filter, ...).
+    The call must sit under ``if __name__ == '__main__':`` in a script: the workers import it.
+    Only process 0 prints progress. The members come back through model files
+    (``passage.utils.load``), with their ``history_`` but without their updaters' state.
+    """
+    if isinstance(make_models, RNN) or callable(make_models) or isinstance(make_models, str) \
+            or not isinstance(make_models, Sequence):
+        raise TypeError("make_models must be a list of zero-argument functions building the "
+                        f"members (got {type(make_models).__name__}); e.g. "
+                        "[partial(make_model, 'forward'), partial(make_model, 'backward')]")
+    make_models = list(make_models)
+    if len(make_models) < 2:
+        raise ValueError(f"an ensemble needs at least 2 members, got {len(make_models)}; to "
+                         "train one model, call its fit (or fit_distributed for data-parallel)")
+    for i, make in enumerate(make_models):
+        if not callable(make) or isinstance(make, RNN):
+            raise TypeError(f"make_models[{i}] must be a zero-argument function that builds an "
+                            f"RNN, got {type(make).__name__}")
+        distributed._check_picklable(make)
+    if distributed.launched_by_torchrun():
+        raise RuntimeError("fit_ensemble starts its own processes: run the script with python, "
+                           "not torchrun")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    distributed._check_fit_kwargs(fit_kwargs)
+    distributed._check_not_in_worker_import("fit_ensemble")
+    return Ensemble(distributed._spawn(len(make_models), make_models, trX, trY, fit_kwargs,
+                                       threads, None, 1800.0))
