@@ -14,17 +14,23 @@ movie-disjoint, like train and test; a random hold-out would share movies and fl
 that memorises names.
 
     python benchmarks/time_to_accuracy.py --validate --max-len 256
+
+``--ensemble forward,backward`` trains one GRU per direction, each in its own process on one
+core, at the same time (``passage.ensemble.fit_ensemble``), and averages their predictions;
+``--no-line-breaks`` drops the reviews' ``<br />`` markup (for both models).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 
 import numpy as np
 
 from passage.datasets import load_imdb, read_jsonl
+from passage.ensemble import fit_ensemble
 from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.metrics import accuracy
 from passage.models import PRECISIONS, RNN
@@ -60,20 +66,30 @@ def linear_baseline(trX, trY, teX, teY, C):
     return np.mean(pred == np.asarray(teY)), fit_secs, len(teX) / (time.time() - t)
 
 
+def make_model(n_features, args, direction="forward"):
+    """The recipe's RNN (module level, so fit_ensemble's worker processes can build it)."""
+    return RNN([Embedding(args.size, n_features),
+                GatedRecurrent(args.size, pool=args.pool or None, direction=direction),
+                Dense(1, "sigmoid")], "bce", updater=Adam(lr=args.lr), verbose=1,
+               seed=args.seed, precision=args.precision)
+
+
 def rnn_recipe(trX, trY, teX, teY, args):
     t = time.time()
     tok = Tokenizer(max_features=args.max_features, min_df=5)
-    X = tok.fit_transform(trX)
-    model = RNN([Embedding(args.size, tok.n_features),
-                 GatedRecurrent(args.size, pool=args.pool or None),
-                 Dense(1, "sigmoid")], "bce", updater=Adam(lr=args.lr), verbose=1,
-                seed=args.seed, precision=args.precision)
-    model.fit(X, trY, n_epochs=args.epochs, batch_size=args.batch_size,
-              lr_schedule="linear" if args.linear_decay else None,
-              len_filter=Truncate(args.max_len, args.keep) if args.max_len else None)
+    X = tok.fit_transform(trX, as_array=True)  # flat ids: quick to send to worker processes
+    fit = {"n_epochs": args.epochs, "batch_size": args.batch_size,
+           "lr_schedule": "linear" if args.linear_decay else None,
+           "len_filter": Truncate(args.max_len, args.keep) if args.max_len else None}
+    if args.ensemble:
+        model = fit_ensemble([functools.partial(make_model, tok.n_features, args, d)
+                              for d in args.ensemble.split(",")], X, trY, **fit)
+    else:
+        model = make_model(tok.n_features, args)
+        model.fit(X, trY, **fit)
     fit_secs = time.time() - t
     t = time.time()
-    p = model.predict(tok.transform(teX))
+    p = model.predict(tok.transform(teX, as_array=True))
     return accuracy(np.asarray(teY), p), fit_secs, len(teX) / (time.time() - t)
 
 
@@ -95,28 +111,40 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
                     help="bf16: mixed-precision training (RNN(precision=...))")
+    ap.add_argument("--ensemble", default="",
+                    help="e.g. 'forward,backward': one GRU per direction, one process each, "
+                         "predictions averaged")
+    ap.add_argument("--no-line-breaks", dest="line_breaks", action="store_false",
+                    help="replace the reviews' <br /> markup by a space (for both models)")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--validate", action="store_true",
                     help="score on a movie-disjoint hold-out of train, not on test")
     args = ap.parse_args()
     if args.max_len < 0:
         ap.error(f"--max-len must be 0 (all tokens) or positive, got {args.max_len}")
-    trX, trY = load_imdb(args.data, "train")
+    trX, trY = load_imdb(args.data, "train", line_breaks=args.line_breaks)
     if args.validate:
         ids = review_ids(args.data)
         teX, teY = validation_split(trX, trY, ids)
         trX, trY = validation_split(trX, trY, ids, held_out=False)
     else:
-        teX, teY = load_imdb(args.data, "test")
+        teX, teY = load_imdb(args.data, "test", line_breaks=args.line_breaks)
     rows = []
     if not args.skip_baseline:
         rows.append(("TF-IDF 1-2 grams + logistic regression", *linear_baseline(
             trX, trY, teX, teY, args.C)))
         print(f"baseline: {rows[-1][1]:.2%} in {rows[-1][2]:.1f}s", flush=True)
-    name = (f"Passage GRU {args.size}{' ' + args.pool + '-pool' if args.pool else ''}, "
-            f"{args.epochs} epochs"
-            f"{f', trained on {args.max_len} tokens ({args.keep})' if args.max_len else ''}"
-            f"{', ' + args.precision if args.precision != 'fp32' else ''}")
+    members = args.ensemble.split(",") if args.ensemble else []
+    name = f"Passage {len(members)} x " if members else "Passage "
+    name += f"GRU {args.size}{' ' + args.pool + '-pool' if args.pool else ''}, {args.epochs} epochs"
+    if args.max_len:
+        name += f", trained on {args.max_len} tokens ({args.keep})"
+    if args.precision != "fp32":
+        name += ", " + args.precision
+    if members:
+        name += f" ({' + '.join(members)}, one process each, averaged)"
+    if not args.line_breaks:
+        name += ", no <br />"
     rows.append((name, *rnn_recipe(trX, trY, teX, teY, args)))
     scored = "validation" if args.validate else "test"
     print(f"\n| model | {scored} accuracy | fit seconds (from raw text) | x baseline | "

@@ -45,6 +45,14 @@ def load_imdb_sample(label: str = "label"):
     return (*out["train"], *out["test"])
 
 
-def load_imdb(directory: str | os.PathLike, split: str = "train", label: str = "label"):
-    """(texts, labels) of one split ('train', 'test') of the full IMDB set in ``directory``."""
-    return read_jsonl(os.path.join(directory, f"{split}.jsonl.gz"), label_key=label)
+def load_imdb(directory: str | os.PathLike, split: str = "train", label: str = "label",
+              line_breaks: bool = True):
+    """(texts, labels) of one split ('train', 'test') of the full IMDB set in ``directory``.
+
+    line_breaks=False replaces the reviews' ``<br />`` markup by a space: each one is 4 tokens
+    for the Tokenizer, together 5.5% of the tokens of the train reviews.
+    """
+    texts, labels = read_jsonl(os.path.join(directory, f"{split}.jsonl.gz"), label_key=label)
+    if not line_breaks:
+        texts = [t.replace("<br />", " ") for t in texts]
+    return texts, labels

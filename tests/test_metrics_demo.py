@@ -27,3 +27,18 @@ def test_demo_learns_the_bundled_sample(capsys):
     assert result["accuracy"] > 0.70  # chance is 0.50 on the balanced held-out reviews
     assert result["roc_auc"] > 0.80
     assert "predictions" in capsys.readouterr().out
+
+
+def test_load_imdb_reads_a_split_and_can_drop_line_breaks(tmp_path):
+    import gzip
+    import json
+
+    from passage.datasets import load_imdb
+
+    rows = [{"id": "train_pos_0", "text": "Great.<br /><br />Loved it", "label": 1, "rating": 9},
+            {"id": "train_neg_0", "text": "Dull", "label": 0, "rating": 2}]
+    with gzip.open(tmp_path / "train.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    assert load_imdb(tmp_path) == (["Great.<br /><br />Loved it", "Dull"], [1, 0])
+    assert load_imdb(tmp_path, line_breaks=False) == (["Great.  Loved it", "Dull"], [1, 0])
+    assert load_imdb(tmp_path, label="rating")[1] == [9, 2]
