@@ -120,6 +120,9 @@ def main() -> None:
     ap.add_argument("--validate", action="store_true",
                     help="score on a movie-disjoint hold-out of train, not on test")
     args = ap.parse_args()
+    if args.ensemble and len(args.ensemble.split(",")) < 2:
+        ap.error(f"--ensemble needs at least 2 directions, e.g. forward,backward; got "
+                 f"{args.ensemble!r}")
     if args.max_len < 0:
         ap.error(f"--max-len must be 0 (all tokens) or positive, got {args.max_len}")
     trX, trY = load_imdb(args.data, "train", line_breaks=args.line_breaks)

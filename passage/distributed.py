@@ -7,13 +7,16 @@ through ``gloo``, on GPUs through ``nccl``.
 
 Two ways to start it, one function::
 
+    from functools import partial
     from passage.distributed import fit_distributed
 
-    def make_model():             # module level, so the worker processes can import it
+    def make_model(n_features):   # module level: the worker processes import it
         return RNN([Embedding(128, n_features), GatedRecurrent(128), Dense(1, 'sigmoid')],
                    cost='bce', updater=Adam(lr=1e-3), seed=0)
 
-    model = fit_distributed(make_model, X, Y, workers=2, n_epochs=3, batch_size=64)
+    if __name__ == '__main__':    # the workers skip this when they import the script
+        model = fit_distributed(partial(make_model, tok.n_features), X, Y, workers=2,
+                                n_epochs=3, batch_size=64)
 
 called from Python, it starts ``workers`` processes itself and returns the trained model; in a
 script run by ``torchrun --nproc_per_node=2 script.py`` (RANK and WORLD_SIZE set), the same call
@@ -152,14 +155,14 @@ def fit_distributed(make_model: Callable[[], RNN], trX: Sequence, trY: Sequence,
 
 
 # -- checks --------------------------------------------------------------------------------------
-def _check_fit_kwargs(fit_kwargs: dict) -> None:
+def _check_fit_kwargs(fit_kwargs: dict, caller: str = "fit_distributed") -> None:
     known = set(inspect.signature(RNN.fit).parameters) - {"self", "trX", "trY"}
     unknown = sorted(set(fit_kwargs) - known)
     if unknown:
         raise TypeError(f"RNN.fit has no argument(s) {unknown}; it takes {sorted(known)}")
     bad = [k for k in UNSUPPORTED if fit_kwargs.get(k)]
     if bad:
-        raise ValueError(f"{bad} are not supported by fit_distributed yet: train without them, "
+        raise ValueError(f"{bad} are not supported by {caller} yet: train without them, "
                          "then save the returned model with passage.utils.save")
 
 
@@ -288,15 +291,17 @@ def _worker(rank, world, port, tmp, threads, backend, timeout):
     _thread_lock_for_progress_bars()
     try:
         with open(os.path.join(tmp, JOB_FILE), "rb") as f:  # written by _spawn, just now
-            make_models, X, Y, fit_kwargs = pickle.load(f)
+            make_models, ensemble, X, Y, fit_kwargs = pickle.load(f)
         _set_threads(threads, world)
-        if len(make_models) == 1:
-            model = _train(rank, world, rank, make_models[0], X, Y, fit_kwargs, backend, timeout)
-        else:
+        if ensemble:
+            if torch.cuda.is_available():  # one GPU per member, in turn
+                torch.cuda.set_device(rank % torch.cuda.device_count())
             model = _build(make_models[rank], rank)
             model.verbose = model.verbose if rank == 0 else 0
             model.fit(X, Y, **fit_kwargs)
-        if rank == 0 or len(make_models) > 1:
+        else:
+            model = _train(rank, world, rank, make_models[0], X, Y, fit_kwargs, backend, timeout)
+        if rank == 0 or ensemble:
             from passage.io import save
             save(model, os.path.join(tmp, f"model{rank}.passage"))
             with open(os.path.join(tmp, f"history{rank}.json"), "w") as f:
@@ -334,9 +339,14 @@ def _build(make_model, rank: int) -> RNN:
     return model
 
 
-def _spawn(workers, make_models, X, Y, fit_kwargs, threads, backend, timeout) -> list[RNN]:
-    """Run ``workers`` processes on one job (see ``_worker``); the models they left, in order."""
+def _spawn(workers, make_models, X, Y, fit_kwargs, threads, backend, timeout,
+           ensemble: bool = False) -> list[RNN]:
+    """Run ``workers`` processes on one job (see ``_worker``): data-parallel training of
+    ``make_models[0]``, or with ``ensemble`` one member per process. Returns the model(s)."""
     from passage.io import load
+
+    if ensemble and workers != len(make_models) or not ensemble and len(make_models) != 1:
+        raise ValueError(f"{workers} processes for {len(make_models)} model function(s)")
 
     with tempfile.TemporaryDirectory(prefix="passage-ddp-", ignore_cleanup_errors=True) as tmp:
         # The data goes through a file in this private directory, not through the processes'
@@ -344,7 +354,8 @@ def _spawn(workers, make_models, X, Y, fit_kwargs, threads, backend, timeout) ->
         # ``if __name__ == '__main__':`` guard) can then never leave the parent blocked on a
         # pipe write, and the error below is raised.
         with open(os.path.join(tmp, JOB_FILE), "wb") as f:
-            pickle.dump((list(make_models), X, Y, fit_kwargs), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((list(make_models), ensemble, X, Y, fit_kwargs), f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
         args = (workers, _free_port(), tmp, threads, backend, timeout)
         ctx = mp.start_processes(_worker, args=args, nprocs=workers, join=False,
                                  start_method="spawn")
@@ -369,7 +380,7 @@ def _spawn(workers, make_models, X, Y, fit_kwargs, threads, backend, timeout) ->
                 with contextlib.suppress(OSError, TypeError):
                     os.remove(name)
         models = []
-        for rank in range(workers if len(make_models) > 1 else 1):
+        for rank in range(workers if ensemble else 1):
             model = load(os.path.join(tmp, f"model{rank}.passage"))
             with open(os.path.join(tmp, f"history{rank}.json")) as f:
                 for name, value in json.load(f).items():

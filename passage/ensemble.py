@@ -3,20 +3,23 @@
 On a CPU, a recurrent layer's step is a small matmul that one thread runs nearly as fast as two,
 so two single-threaded trainings at once get more out of two cores than one training on two
 threads (measured on IMDB in bf16: 82-89k tokens/s each, against 100-115k for one model on both
-cores).
-An ensemble of a forward and a backward GRU therefore costs little more time than one model,
-and averaging two models that read the text in opposite directions is usually more accurate
-than either.
+cores). So a forward and a backward GRU train in about 1.25x the time of one model, and on an
+IMDB hold-out their average was 0.5-0.7 points more accurate than the better of the two.
 
+    from functools import partial
     from passage.ensemble import fit_ensemble
+    from passage.layers import Dense, Embedding, GatedRecurrent
+    from passage.models import RNN
 
-    def make_model(direction):    # module level, so the worker processes can import it
+    def make_model(n_features, direction):   # module level: the worker processes import it
         return RNN([Embedding(128, n_features), GatedRecurrent(128, direction=direction),
                     Dense(1, 'sigmoid')], cost='bce', seed=0)
 
-    ensemble = fit_ensemble([partial(make_model, 'forward'), partial(make_model, 'backward')],
-                            X, Y, n_epochs=2)
-    ensemble.predict(test_X)      # the members' mean prediction
+    if __name__ == '__main__':                # the workers skip this when they import it
+        ...                                   # X, Y, test_X and a fitted Tokenizer tok
+        ensemble = fit_ensemble([partial(make_model, tok.n_features, d)
+                                 for d in ('forward', 'backward')], X, Y, n_epochs=2)
+        ensemble.predict(test_X)              # the members' mean prediction
 
 Averaging trained models needs no processes:
 
@@ -46,7 +49,9 @@ from passage.models import RNN
 
 
 class Ensemble:
-    """Trained models whose predictions are averaged (all must give outputs of one shape)."""
+    """Trained ``passage.models.RNN`` models whose outputs (``predict``) are averaged; all must
+    give outputs of one shape. Not a scikit-learn estimator: it is fitted by ``fit_ensemble`` or
+    made of models trained one by one."""
 
     def __init__(self, models: Sequence[RNN]):
         self.models = models
@@ -57,6 +62,11 @@ class Ensemble:
         models = list(self.models)
         if not models:
             raise ValueError("an Ensemble needs at least one model; got none")
+        for i, m in enumerate(models):
+            if not isinstance(m, RNN):
+                raise TypeError(f"models[{i}] is a {type(m).__name__}; an Ensemble averages "
+                                "passage.models.RNN outputs (for RNNClassifier, average "
+                                "predict_proba yourself)")
         outs = [m.predict(X, batch_size=batch_size) for m in models]
         if isinstance(outs[0], np.ndarray):
             shapes = {o.shape for o in outs}
@@ -76,6 +86,8 @@ def fit_ensemble(make_models: Sequence[Callable[[], RNN]], trX: Sequence, trY: S
     or a ``functools.partial`` of one.
     threads: intra-op threads per process (default: CPU cores / members, at least 1).
     fit_kwargs: passed to every member's ``fit`` (n_epochs, batch_size, len_filter, ...).
+    Each member runs on the device its ``make_model`` gives it; with GPUs, process i's current
+    CUDA device is GPU i (modulo their number), which ``device='cuda'`` uses.
     The call must sit under ``if __name__ == '__main__':`` in a script: the workers import it.
     Only process 0 prints progress. The members come back through model files
     (``passage.utils.load``), with their ``history_`` but without their updaters' state.
@@ -100,7 +112,7 @@ def fit_ensemble(make_models: Sequence[Callable[[], RNN]], trX: Sequence, trY: S
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
         raise ValueError(f"threads must be a positive int, got {threads!r}")
-    distributed._check_fit_kwargs(fit_kwargs)
+    distributed._check_fit_kwargs(fit_kwargs, "fit_ensemble")
     distributed._check_not_in_worker_import("fit_ensemble")
     return Ensemble(distributed._spawn(len(make_models), make_models, trX, trY, fit_kwargs,
-                                       threads, None, 1800.0))
+                                       threads, None, 1800.0, ensemble=True))

@@ -102,6 +102,7 @@ class GRUScan(torch.autograd.Function):
         return hs[1:]
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # no double backward: an error, not a wrong one
     def backward(ctx, d_out):
         hs, gh, rz, n, w_hh = ctx.saved_tensors
         steps, batch, size = n.shape

@@ -48,6 +48,8 @@ def test_predict_averages_and_checks_its_members():
     two.fit(X, np.eye(2)[Y])
     with pytest.raises(ValueError, match="different shapes"):
         Ensemble([a, two]).predict(X)
+    with pytest.raises(TypeError, match=r"models\[1\] is a str"):
+        Ensemble([a, "b"]).predict(X)
 
 
 def test_bad_arguments_say_what_to_do():
@@ -62,7 +64,7 @@ def test_bad_arguments_say_what_to_do():
         fit_ensemble([make_member, lambda: make_member("forward")], X, Y)
     with pytest.raises(ValueError, match="threads must be a positive int"):
         fit_ensemble([make_member, make_member], X, Y, threads=0)
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(ValueError, match="not supported by fit_ensemble"):
         fit_ensemble([make_member, make_member], X, Y, path="snap")
 
 

@@ -284,3 +284,20 @@ def test_hand_written_gru_in_bf16_is_as_close_to_fp32_as_pytorch_kernel():
               for fn in (aten, scan_gru)]  # measured: 0.6-6.8% for both
     for ours, theirs in zip(errors[1], errors[0], strict=True):
         assert ours < 1.2 * theirs + 2e-3
+
+
+def test_bf16_gru_training_runs_the_hand_written_gru(monkeypatch):
+    import passage.recurrent as rec
+
+    calls, real = [], rec.GRUScan.apply
+    monkeypatch.setattr(rec.GRUScan, "apply", lambda *a: calls.append(a[0].dtype) or real(*a))
+    X = [[3, 4, 5, 6], [5, 4], [4, 4, 4, 3, 7]]
+    for precision, expected in (("fp32", []), ("bf16", [torch.bfloat16] * 2)):
+        model = RNN([Embedding(4, 8), GatedRecurrent(4, direction="bi"), Dense(1, "sigmoid")],
+                    "bce", verbose=0, seed=0, precision=precision)
+        calls.clear()
+        model.fit(X, [1, 0, 1], batch_size=3)  # one batch, two directions
+        assert calls == expected
+        calls.clear()
+        model.predict(X)  # inference takes the padding-skipping scan
+        assert calls == []
