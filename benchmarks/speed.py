@@ -3,7 +3,8 @@
 - training: Passage (bucketing + exact masking on the fused kernel) against a hand-written
   PyTorch loop (random minibatches padded to the longest, nn.GRU, final hidden state), in
   non-pad tokens/s, and the FLOP rate reached against this machine's matmul at the recurrent shape;
-  also with ``precision='bf16'`` (mixed precision: fast where the CPU has AVX512-BF16 or AMX);
+  also with ``precision='bf16'`` (mixed precision: fast where the CPU has AVX512-BF16 or AMX),
+  whose GRU runs ``GRUScan`` (passage.recurrent), against the same run on PyTorch's GRU kernel;
 - inference: reviews/s on the test reviews, against the usual hand-written predict (batches in
   data order padded to the longest, ``nn.GRU``); Passage skips padding and runs one batch per core;
 - tokenizer: fit + transform against the 2015 pure-Python algorithm (same ids required), best
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from passage import recurrent
 from passage.datasets import load_imdb
 from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.models import RNN
@@ -155,6 +157,13 @@ def main() -> None:
                  bf16_rate / hand_rate))
     rows.append(("  bf16 against fp32 passage, tokens/s", bf16_rate, ours_rate,
                  bf16_rate / ours_rate))
+    kept, recurrent.HAND_WRITTEN_GRU_DTYPES = recurrent.HAND_WRITTEN_GRU_DTYPES, set()
+    try:  # the same bf16 training on PyTorch's own GRU kernel and backward
+        _, aten_rate = trained("bf16")
+    finally:
+        recurrent.HAND_WRITTEN_GRU_DTYPES = kept
+    rows.append(("  bf16 GRUScan against PyTorch's GRU, tokens/s", bf16_rate, aten_rate,
+                 bf16_rate / aten_rate))
 
     # FLOPs per token, fwd + bwd ~ 3x fwd: input projection and recurrent matmul of 3 gates
     flop_per_token = 3 * 2 * 3 * args.size * (args.emb + args.size)
