@@ -122,11 +122,13 @@ class GRUScan(torch.autograd.Function):
             torch.add(dh, d_out_t, out=dhs_[t])
             torch.mul(dhs_[t][:, None, :], m_[t], out=d_gh[t])
             dh = torch.addmm(dhs_[t] * z_[t], d_gh_[t], w)
-        d_gh = d_gh.view(steps, batch, 3 * size)
-        d_gi = torch.cat([d_gh[..., :2 * size], dhs * d_n], dim=2)
+        del m
         flat = d_gh.view(-1, 3 * size)
         d_w = flat.t() @ hs[:-1].reshape(-1, size)  # one GEMM for the whole sequence
-        return d_gi, dh, d_w, flat.sum(0)
+        d_b = flat.sum(0)
+        d_gi = d_gh.view(steps, batch, 3 * size)  # the same as d_gh for r and z: reuse it
+        torch.mul(dhs, d_n, out=d_gi[..., 2 * size:])
+        return d_gi, dh, d_w, d_b
 
 
 def scan_gru(x: torch.Tensor, h0: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
