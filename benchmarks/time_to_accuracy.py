@@ -83,7 +83,7 @@ def rnn_recipe(trX, trY, teX, teY, args):
            "len_filter": Truncate(args.max_len, args.keep) if args.max_len else None}
     if args.ensemble:
         model = fit_ensemble([functools.partial(make_model, tok.n_features, args, d)
-                              for d in args.ensemble.split(",")], X, trY, **fit)
+                              for d in args.ensemble], X, trY, **fit)
     else:
         model = make_model(tok.n_features, args)
         model.fit(X, trY, **fit)
@@ -111,7 +111,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
                     help="bf16: mixed-precision training (RNN(precision=...))")
-    ap.add_argument("--ensemble", default="",
+    ap.add_argument("--ensemble", default=[], type=lambda s: [d for d in s.split(",") if d],
                     help="e.g. 'forward,backward': one GRU per direction, one process each, "
                          "predictions averaged")
     ap.add_argument("--no-line-breaks", dest="line_breaks", action="store_false",
@@ -120,9 +120,9 @@ def main() -> None:
     ap.add_argument("--validate", action="store_true",
                     help="score on a movie-disjoint hold-out of train, not on test")
     args = ap.parse_args()
-    if args.ensemble and len(args.ensemble.split(",")) < 2:
+    if len(args.ensemble) == 1:
         ap.error(f"--ensemble needs at least 2 directions, e.g. forward,backward; got "
-                 f"{args.ensemble!r}")
+                 f"{args.ensemble[0]!r}")
     if args.max_len < 0:
         ap.error(f"--max-len must be 0 (all tokens) or positive, got {args.max_len}")
     trX, trY = load_imdb(args.data, "train", line_breaks=args.line_breaks)
@@ -137,7 +137,7 @@ def main() -> None:
         rows.append(("TF-IDF 1-2 grams + logistic regression", *linear_baseline(
             trX, trY, teX, teY, args.C)))
         print(f"baseline: {rows[-1][1]:.2%} in {rows[-1][2]:.1f}s", flush=True)
-    members = args.ensemble.split(",") if args.ensemble else []
+    members = args.ensemble
     name = f"Passage {len(members)} x " if members else "Passage "
     name += f"GRU {args.size}{' ' + args.pool + '-pool' if args.pool else ''}, {args.epochs} epochs"
     if args.max_len:

@@ -145,8 +145,7 @@ def fit_distributed(make_model: Callable[[], RNN], trX: Sequence, trY: Sequence,
                         f"{type(workers).__name__}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
+    _check_threads(threads)
     if fit_kwargs.get("batch_size") is not None:
         _check_batch_size(fit_kwargs["batch_size"], workers)
     _check_picklable(make_model)
@@ -164,6 +163,12 @@ def _check_fit_kwargs(fit_kwargs: dict, caller: str = "fit_distributed") -> None
     if bad:
         raise ValueError(f"{bad} are not supported by {caller} yet: train without them, "
                          "then save the returned model with passage.utils.save")
+
+
+def _check_threads(threads) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads must be a positive int (or None), got {threads!r}")
 
 
 def _check_batch_size(batch_size: int, world_size: int) -> None:

@@ -92,7 +92,7 @@ def fit_ensemble(make_models: Sequence[Callable[[], RNN]], trX: Sequence, trY: S
     Only process 0 prints progress. The members come back through model files
     (``passage.utils.load``), with their ``history_`` but without their updaters' state.
     """
-    if isinstance(make_models, RNN) or callable(make_models) or isinstance(make_models, str) \
+    if callable(make_models) or isinstance(make_models, str) \
             or not isinstance(make_models, Sequence):
         raise TypeError("make_models must be a list of zero-argument functions building the "
                         f"members (got {type(make_models).__name__}); e.g. "
@@ -109,9 +109,7 @@ def fit_ensemble(make_models: Sequence[Callable[[], RNN]], trX: Sequence, trY: S
     if distributed.launched_by_torchrun():
         raise RuntimeError("fit_ensemble starts its own processes: run the script with python, "
                            "not torchrun")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    distributed._check_threads(threads)
     distributed._check_fit_kwargs(fit_kwargs, "fit_ensemble")
     distributed._check_not_in_worker_import("fit_ensemble")
     return Ensemble(distributed._spawn(len(make_models), make_models, trX, trY, fit_kwargs,
