@@ -11,11 +11,11 @@ Words are split on spaces and split from punctuation (each punctuation mark is i
 >>> tok.transform(["is this text?"], as_array=True)
 TokenArray(1 sequences, 4 tokens, dtype=int32)
 
-How it is fast: the texts are encoded to UTF-8 and cut into tokens with numpy, a few thousand
-documents at a time (see "the vectorised engine" below); every token gets a 64-bit key (its bytes
-when it is shorter than 8 bytes, else a hash checked against the bytes), and keys become ids through
-a hash table probed for all tokens at once. The ids are exactly those of the plain-Python
-algorithm (``tokenize_reference`` and dict counting), which is kept as the fallback.
+How it is fast: a small C extension (``passage/_tokens.c``, built by ``pip install``) reads each
+text's bytes, splits them and looks every token up in a hash table of byte strings, in one pass
+with no Python object per token. Without a C compiler the extension is not built and a numpy engine
+does the same work (see "the vectorised engine" below). Both give exactly the ids of the
+plain-Python algorithm (``tokenize_reference`` and dict counting), which is kept as the reference.
 """
 
 from __future__ import annotations
@@ -102,7 +102,13 @@ def check_texts(texts: object, what: str = "texts") -> list[str]:
 # first occurrence, with its document and term frequencies. ``Tokenizer`` picks its vocabulary
 # from that; the ids of the two engines are identical (tests/test_preprocessing.py checks it).
 
-_ENGINE = "numpy"  # "python" forces the plain-Python engine (the tests compare the two)
+try:
+    from passage._tokens import Lexicon as _CompiledLexicon
+except ImportError:  # installed without a C compiler: the numpy engine does the work
+    _CompiledLexicon = None
+
+# "compiled", "numpy" or "python" (the tests compare the three)
+_ENGINE = "compiled" if _CompiledLexicon is not None else "numpy"
 
 
 @dataclass
@@ -141,14 +147,74 @@ def _count_python(texts: list[str], lowercase: bool, character: bool) -> _Counts
 
 
 def _count_tokens(texts: list[str], lowercase: bool, character: bool) -> _Counts:
-    """``_Counts`` from the numpy engine, or from the Python one if asked or if two different
-    tokens ever share a hash key (never seen; the check makes the result exact regardless)."""
+    """``_Counts`` from the compiled engine, else the numpy one, or from the Python one if asked
+    or if two different tokens ever share a numpy hash key (never seen; the check makes the
+    result exact regardless)."""
+    if _ENGINE == "compiled":
+        return _count_compiled(texts, lowercase, character)
     if _ENGINE == "numpy":
         try:
             return _count_numpy(texts, lowercase, character)
         except _KeyCollision:
             pass
     return _count_python(texts, lowercase, character)
+
+
+# == the compiled engine =========================================================================
+# passage/_tokens.c splits with the byte classes and multi-byte marks defined below, and keys
+# tokens by their whole bytes (no collisions to check).
+
+def _compiled_lexicon():
+    return _CompiledLexicon(_BYTE_CLASS_TABLE, tuple(_MULTIBYTE_MARKS))
+
+
+def _parts(texts: list[str]) -> list[list[str]]:
+    """``texts`` in runs of whole texts, one per worker thread, of about equal characters; a
+    single run when there are fewer than ``_PART_CHARS`` characters per worker."""
+    total = sum(map(len, texts))
+    return _chunk_groups(texts, max(_PART_CHARS, -(-total // max(_WORKERS, 1)))) or [texts]
+
+
+def _count_parts(lexicons: list, parts: list[list[str]], *args) -> list[tuple[np.ndarray, ...]]:
+    """``lexicon.count(part, *args)`` for each pair, in threads: (ids, counts) arrays."""
+    with _thread_pool(parts) as pool:
+        done = [_submit(pool, lex.count, part, *args)
+                for lex, part in zip(lexicons, parts, strict=True)]
+        return [(np.frombuffer(ids, np.int32), np.frombuffer(counts, np.int64))
+                for ids, counts in (d.result() for d in done)]
+
+
+def _count_compiled(texts: list[str], lowercase: bool, character: bool) -> _Counts:
+    """``_Counts`` of the texts with the compiled engine (ids identical to ``_count_python``).
+    Each thread counts a part of the texts in its own lexicon; the others are merged into the
+    first in order, which gives the ids of counting all the texts in one."""
+    parts = _parts(texts)
+    lexicons = [_compiled_lexicon() for _ in parts]
+    results = _count_parts(lexicons, parts, lowercase, character, True)
+    lex, ids = lexicons[0], [results[0][0]]
+    for other, (part_ids, _) in zip(lexicons[1:], results[1:], strict=True):
+        ids.append(np.frombuffer(lex.merge(other), np.int32)[part_ids])
+    df, tf = (np.frombuffer(f, np.int64) for f in lex.frequencies())
+    codes = TokenArray(np.concatenate(ids), _offsets([counts for _, counts in results]))
+    return _Counts(codes, df, tf, tokens=lambda i: lex.tokens(np.asarray(i).tolist()),
+                   find=lambda toks: lex.find(list(toks)))
+
+
+def _encode_compiled(texts: list[str], encoder: dict[str, int], lowercase: bool,
+                     character: bool, as_lists: bool = False) -> TokenArray | list[list[int]]:
+    """Ids of the tokens of ``texts`` under a fitted vocabulary, UNK for the others (the
+    threads look their parts up in one lexicon, which does not change)."""
+    lex = _compiled_lexicon()
+    tokens = [tok for tok in encoder if tok]  # '' is never a token
+    lex.add(tokens)
+    # the vocabulary id of each lexicon id; unknown tokens come back as -1: the last entry, UNK
+    to_id = np.fromiter(map(encoder.__getitem__, tokens), np.int32, count=len(tokens))
+    to_id = np.append(to_id, np.int32(UNK))
+    parts = _parts(texts)
+    results = _count_parts([lex] * len(parts), parts, lowercase, character, False)
+    codes = TokenArray(np.concatenate([to_id[ids] for ids, _ in results]),
+                       _offsets([counts for _, counts in results]))
+    return codes.tolist() if as_lists else codes
 
 
 # == the vectorised engine ========================================================================
@@ -162,6 +228,7 @@ def _count_tokens(texts: list[str], lowercase: bool, character: bool) -> _Counts
 
 _CHUNK_CHARS = 1 << 20
 _WORKERS = min(4, os.cpu_count() or 1)  # threads preparing chunks ahead (0: none)
+_PART_CHARS = 1 << 18  # the compiled engine gives each thread at least this many characters
 _U64 = np.uint64
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: Fibonacci hashing
 _SHORT = 8  # tokens below 8 bytes get their bytes as key; longer ones a hash
@@ -352,11 +419,13 @@ def _prepare_chunk(texts: list[str], lowercase: bool, character: bool) -> _Chunk
     return _Chunk(buf, starts, lengths, counts, keys)
 
 
-def _chunk_groups(texts: list[str]) -> list[list[str]]:
-    """``texts`` cut into runs of whole documents of about ``_CHUNK_CHARS`` characters."""
+def _chunk_groups(texts: list[str], chars: int | None = None) -> list[list[str]]:
+    """``texts`` cut into runs of whole documents of about ``chars`` (default
+    ``_CHUNK_CHARS``) characters."""
+    chars = chars or _CHUNK_CHARS
     ends = np.cumsum(np.fromiter(map(len, texts), np.int64, count=len(texts)))
     total = int(ends[-1]) if len(ends) else 0
-    cuts = np.searchsorted(ends, np.arange(_CHUNK_CHARS, total, _CHUNK_CHARS), side="right")
+    cuts = np.searchsorted(ends, np.arange(chars, total, chars), side="right")
     bounds = np.unique(np.concatenate([[0], cuts, [len(texts)]])).tolist()
     return [texts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
@@ -775,6 +844,9 @@ class Tokenizer:
         if not hasattr(self, "encoder"):
             raise RuntimeError("this Tokenizer is not fitted yet: call fit(texts) first")
         texts = check_texts(texts)
+        if _ENGINE == "compiled":
+            return _encode_compiled(texts, self.encoder, self.lowercase, self.character,
+                                    as_lists=not as_array)
         if _ENGINE == "numpy":
             try:
                 return _encode_numpy(texts, self.encoder, self.lowercase, self.character,

@@ -26,6 +26,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
+try:
+    from passage._tokens import to_lists as _compiled_lists
+except ImportError:  # installed without a C compiler
+    _compiled_lists = None
+
 
 class TokenArray(Sequence):
     """Sequences of token ids stored as ``values`` (flat int32) and ``offsets`` (int64).
@@ -214,6 +219,10 @@ def _as_lists(values: np.ndarray, offsets: np.ndarray,
         top = int(values.max())
         if top < _SHARED_MAX or top < len(values):
             objects = _shared_ints(top + 1)
+    if objects is not None and _compiled_lists is not None and values.dtype == np.int32:
+        with _gc_paused():
+            return _compiled_lists(np.ascontiguousarray(values), np.ascontiguousarray(offsets),
+                                   objects.tolist())
     if objects is not None:
         values = objects[values]
     bounds = offsets.tolist()

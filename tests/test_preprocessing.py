@@ -1,3 +1,5 @@
+import os
+import threading
 import warnings
 from collections import Counter
 
@@ -98,6 +100,7 @@ TRICKY = [
     "\u00e9\u00e9\u00e9\u00e9 \u00e9\u00e9\u00e9\u00e9\u00e9 \u4e2d\u6587\u5b57\u7b26",
     "word", "word", "WORD.", ".starts and ends.", "a<br /><br />b", "x\u00a0y\u2009z",
     "THE END", "PAD UNK END the end", "\u00e2\u20ac\u2122 mojibake",
+    "".join(map(chr, range(128))),  # every ASCII character (the compiled engine lowercases ASCII)
 ]
 
 
@@ -127,6 +130,27 @@ def fitted_ids(train, test, engine, monkeypatch, **kw):
     return tok, ids
 
 
+def _require_compiled():
+    """The compiled engine exists if pip built passage/_tokens.c; CI requires it."""
+    if preprocessing._CompiledLexicon is None:
+        message = "passage._tokens is not built (pip install needs a C compiler to build it)"
+        if os.environ.get("PASSAGE_REQUIRE_COMPILED"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def fast_engine(request):
+    if request.param == "compiled":
+        _require_compiled()
+    return request.param
+
+
+@pytest.fixture
+def compiled():
+    _require_compiled()
+
+
 SETTINGS = [
     dict(min_df=1), dict(min_df=1, lowercase=False), dict(min_df=2), dict(min_df=1, max_features=8),
     dict(min_df=1, character=True), dict(min_df=1, character=True, lowercase=False),
@@ -135,9 +159,9 @@ SETTINGS = [
 
 
 @pytest.mark.parametrize("kw", SETTINGS)
-def test_fast_engine_matches_python_and_2015(kw, monkeypatch):
+def test_fast_engine_matches_python_and_2015(kw, fast_engine, monkeypatch):
     train, test = TRICKY, TRICKY[::-1] + ["unseen words \u2019 here", ""]
-    tok, fast = fitted_ids(train, test, "numpy", monkeypatch, **kw)
+    tok, fast = fitted_ids(train, test, fast_engine, monkeypatch, **kw)
     ref, slow = fitted_ids(train, test, "python", monkeypatch, **kw)
     assert fast == slow == ids_2015(train, test, **kw)
     assert tok.encoder == ref.encoder and tok.unk_rate_ == ref.unk_rate_
@@ -147,14 +171,17 @@ def test_fast_engine_matches_python_and_2015(kw, monkeypatch):
 
 @pytest.mark.parametrize("kw", [dict(min_df=1), dict(min_df=3, max_features=50),
                                 dict(min_df=1, character=True)])
-def test_many_chunks_and_threads(kw, monkeypatch):
-    """Chunks of ~60 characters: words at chunk edges, new tokens in every chunk, the pool."""
+def test_many_chunks_and_threads(kw, fast_engine, monkeypatch):
+    """Chunks of ~60 characters: words at chunk edges, new tokens in every chunk, the pool;
+    the compiled engine counts in 3 threads and merges their lexicons."""
     rng = np.random.default_rng(0)
     alphabet = list("abcAB .,'\u2019\u00e9\u4e2d\t") + ["\U0001f600", "longwordlongword", "\u2026"]
     texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 40))) for _ in range(300)]
     monkeypatch.setattr(preprocessing, "_CHUNK_CHARS", 60)
-    monkeypatch.setattr(preprocessing, "_WORKERS", 2)
-    tok, fast = fitted_ids(texts[:200], texts[200:], "numpy", monkeypatch, **kw)
+    monkeypatch.setattr(preprocessing, "_PART_CHARS", 60)
+    monkeypatch.setattr(preprocessing, "_WORKERS", 3)
+    assert len(preprocessing._parts(texts[:200])) == 3
+    tok, fast = fitted_ids(texts[:200], texts[200:], fast_engine, monkeypatch, **kw)
     ref, slow = fitted_ids(texts[:200], texts[200:], "python", monkeypatch, **kw)
     assert fast == slow == ids_2015(texts[:200], texts[200:], **kw)
     assert tok.encoder == ref.encoder
@@ -188,6 +215,7 @@ real_token_keys = preprocessing._token_keys
 def test_hash_collisions_are_caught(monkeypatch):
     texts = ["abcdefghij klmnopqrst abcdefghij", "klmnopqrst uvwxyzabcd", "short words"]
     expected = ids_2015(texts, ["uvwxyzabcd abcdefghij"])
+    monkeypatch.setattr(preprocessing, "_ENGINE", "numpy")  # the compiled one compares bytes
     monkeypatch.setattr(preprocessing, "_token_keys", _colliding_keys)
     tok = Tokenizer(min_df=1)
     # fit falls back to the Python engine; transform maps a same-key token of other bytes to UNK
@@ -199,6 +227,104 @@ def test_hash_collisions_are_caught(monkeypatch):
         m.setattr(preprocessing, "_token_keys", _colliding_keys)
         tok3 = Tokenizer.from_config({"vocabulary": list(vocab) + ["klmnopqrst"]})
         assert tok3.transform(["klmnopqrst abcdefghij x"]) == [[4, 3, UNK]]
+
+
+class Shouty(str):
+    """A str whose lower() shouts: the engines must call it, as str.lower is not what it does."""
+
+    def lower(self):
+        return self.upper()
+
+
+def test_the_engines_call_a_str_subclass_lower(fast_engine, monkeypatch):
+    texts = [Shouty("Ab c\u00e9"), "Ab c\u00e9", Shouty("plain ascii")]
+    tok, fast = fitted_ids(texts, texts, fast_engine, monkeypatch, min_df=1)
+    ref, slow = fitted_ids(texts, texts, "python", monkeypatch, min_df=1)
+    assert fast == slow and "AB" in tok.encoder and tok.encoder == ref.encoder
+
+
+def test_compiled_lexicons_merge_as_if_counted_together(compiled):
+    first = ["b a", "a", "samelongtoken x"]
+    second = ["c a c", "samelongtoken B", "samelongtokeN"]
+
+    def counted(texts):
+        lex = preprocessing._compiled_lexicon()
+        ids, counts = lex.count(texts, False, False, True)
+        return lex, np.frombuffer(ids, np.int32), np.frombuffer(counts, np.int64)
+
+    whole, whole_ids, whole_counts = counted(first + second)
+    lex, ids_a, counts_a = counted(first)
+    other, ids_b, counts_b = counted(second)
+    to_id = np.frombuffer(lex.merge(other), np.int32)
+    assert to_id.tolist() == [4, 1, 2, 5, 6]  # c, a, samelongtoken, B, samelongtokeN
+    assert np.array_equal(np.concatenate([ids_a, to_id[ids_b]]), whole_ids)
+    assert np.array_equal(np.concatenate([counts_a, counts_b]), whole_counts)
+    assert lex.frequencies() == whole.frequencies()
+    assert lex.tokens(range(len(lex))) == whole.tokens(range(len(whole))) == [
+        "b", "a", "samelongtoken", "x", "c", "B", "samelongtokeN"]
+    df, tf = (np.frombuffer(f, np.int64).tolist() for f in lex.frequencies())
+    assert df == [1, 3, 2, 1, 1, 1, 1] and tf == [1, 3, 2, 1, 2, 1, 1]
+    assert lex.find(["a", "samelongtokeN", "zz", ""]) == [1, 6, -1, -1]
+
+
+def test_compiled_lexicon_errors(compiled):
+    lex = preprocessing._compiled_lexicon()
+    with pytest.raises(ValueError, match="given twice"):
+        lex.add(["x", "y", "x"])
+    with pytest.raises(ValueError, match="itself"):
+        lex.merge(lex)
+    with pytest.raises(TypeError, match="must be str"):
+        lex.count(["ok", b"bytes"], True, False, True)
+    with pytest.raises(IndexError, match="no token has id 99"):
+        lex.tokens([0, 99])
+
+
+def test_compiled_lexicon_is_shared_by_readers_not_writers(compiled):
+    """Lookups (add=False) in one lexicon may run in many threads at once; a thread adding
+    tokens must have the lexicon to itself (the others get a clear error, not a crash)."""
+    lex = preprocessing._compiled_lexicon()
+    lex.add(["a", "b"])
+    big = ["a b c " * 20000] * 50
+    results, errors = [], []
+
+    def look_up():
+        results.append(np.frombuffer(lex.count(big, True, False, False)[0], np.int32))
+
+    threads = [threading.Thread(target=look_up) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3 and all(np.array_equal(r, results[0]) for r in results)
+    assert results[0][:3].tolist() == [0, 1, -1]
+
+    def add_while_adding():
+        try:
+            lex.count(["z"], True, False, True)
+        except RuntimeError as e:
+            errors.append(str(e))
+
+    writer = threading.Thread(target=lex.count, args=(big * 4, True, False, True))
+    writer.start()
+    while writer.is_alive() and not errors:
+        add_while_adding()
+    writer.join()
+    assert errors and "in use by another thread" in errors[0]
+
+
+def test_to_lists_matches_slicing(compiled):
+    from passage._tokens import to_lists
+
+    values = np.array([3, 0, 2, 2, 1], np.int32)
+    offsets = np.array([0, 2, 2, 5], np.int64)
+    objects = ["x", "y", "z", "w"]
+    assert to_lists(values, offsets, objects) == [["w", "x"], [], ["z", "z", "y"]]
+    with pytest.raises(IndexError, match="value 3 has no object"):
+        to_lists(values, offsets, objects[:3])
+    with pytest.raises(ValueError, match="must not decrease"):
+        to_lists(values, np.array([0, 3, 2, 5], np.int64), objects)
+    with pytest.raises(ValueError, match="int32"):
+        to_lists(values.astype(np.int16), offsets, objects)
 
 
 def test_as_array_and_empty_documents():
