@@ -8,7 +8,8 @@
 - inference: reviews/s on the test reviews, against the usual hand-written predict (batches in
   data order padded to the longest, ``nn.GRU``); Passage skips padding and runs one batch per core;
 - tokenizer: fit + transform against the 2015 pure-Python algorithm (same ids required), best
-  of ``--tok-repeat`` runs each, with the default list output and with ``as_array=True``.
+  of ``--tok-repeat`` runs each, with the default list output and with ``as_array=True``; with the
+  compiled engine (passage/_tokens.c) also the numpy engine used when it is not built.
 
     python benchmarks/speed.py [--data ../shared/data/imdb] [--n-train 5000] [--size 128]
 """
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from passage import recurrent
+from passage import preprocessing, recurrent
 from passage.datasets import load_imdb
 from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.models import RNN
@@ -72,9 +73,19 @@ def tokenizer_rows(train, test, repeat):
     assert ours == ref, "token ids differ from the 2015 algorithm"
     t_arrays, packed = best_time(arrays, repeat)
     assert packed.tolist() == ref, "token ids (as_array) differ from the 2015 algorithm"
+    engine = preprocessing._ENGINE
     name = f"tokenizer fit+transform, {(len(train) + len(test)) // 1000}k reviews (s)"
-    rows = [(name, t_lists, t_ref, t_ref / t_lists),
+    rows = [(f"{name}, {engine} engine", t_lists, t_ref, t_ref / t_lists),
             ("tokenizer, as_array=True (TokenArray) (s)", t_arrays, t_ref, t_ref / t_arrays)]
+    if engine == "compiled":  # what a user without a C compiler gets
+        preprocessing._ENGINE = "numpy"
+        try:
+            t_numpy, packed = best_time(arrays, repeat)
+        finally:
+            preprocessing._ENGINE = engine
+        assert packed.tolist() == ref, "token ids (numpy engine) differ from the 2015 algorithm"
+        rows.append(("  as_array, numpy engine (built without C) (s)", t_numpy, t_ref,
+                     t_ref / t_numpy))
     return tok, ours, rows
 
 
@@ -182,9 +193,9 @@ def main() -> None:
 
     print(f"threads {torch.get_num_threads()}, GRU {args.size}, embedding {args.emb}, "
           f"{args.n_train} training reviews")
-    print(f"{'measure':<52} {'passage':>12} {'peer':>12} {'ratio':>7}")
+    print(f"{'measure':<60} {'passage':>12} {'peer':>12} {'ratio':>7}")
     for name, a, b, r in rows:
-        print(f"{name:<52} {a:>12,.1f} {b:>12,.1f} {r:>7.2f}")
+        print(f"{name:<60} {a:>12,.1f} {b:>12,.1f} {r:>7.2f}")
     print("peers: 2015 tokenizer algorithm; hand-written PyTorch loop; torch matmul; "
           "hand-written predict")
 

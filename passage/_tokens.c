@@ -51,8 +51,9 @@ typedef struct {
     Slot *slots;
     Py_ssize_t mask;
     int shift; /* 64 - log2(number of slots) */
-    /* threads inside `count` with the GIL released (checked and changed with the GIL held) */
+    /* threads inside `count` (checked and changed with the GIL held) */
     int readers, writer;
+    int broken; /* an error stopped a count or merge half way: the counts are wrong */
 } Lexicon;
 
 /* ---- keys and the table -------------------------------------------------------------------- */
@@ -135,12 +136,17 @@ static int reserve(void **p, Py_ssize_t count, size_t item)
 }
 
 /* Give the next id to the token p[:n], not in the table, whose empty slot is s: the id, or an
- * error code (< 0). */
+ * error code (< 0). The table grows first if it would be more than half full. */
 static Py_ssize_t insert(Lexicon *lex, Slot *s, uint64_t key, const unsigned char *p,
                          Py_ssize_t n)
 {
     if (n > INT32_MAX || lex->n >= INT32_MAX - 1)
         return TOO_MANY;
+    if (2 * (lex->n + 1) > lex->mask + 1) {
+        if (grow_table(lex, 64 - lex->shift + 1))
+            return NO_MEMORY;
+        s = probe(lex, key, p, n);
+    }
     if (lex->n == lex->cap) {
         Py_ssize_t cap = lex->cap ? 2 * lex->cap : 1024;
         if (reserve((void **)&lex->start, cap, sizeof(Py_ssize_t)) ||
@@ -163,8 +169,6 @@ static Py_ssize_t insert(Lexicon *lex, Slot *s, uint64_t key, const unsigned cha
     lex->counts[id] = (Counts){0, 0, -1};
     s->key = key;
     s->id = id;
-    if (2 * lex->n > lex->mask + 1 && grow_table(lex, 64 - lex->shift + 1))
-        return NO_MEMORY;
     return id;
 }
 
@@ -199,18 +203,21 @@ static int read_text(PyObject *text, int lowercase, PyObject *keep, Text *out)
     static PyObject *lower_name;
     if (!lower_name && !(lower_name = PyUnicode_InternFromString("lower")))
         return -1;
+    /* a str subclass's own lower() is called, as the reference engine does */
     PyObject *low = lowercase ? PyObject_CallMethodNoArgs(text, lower_name) : Py_NewRef(text);
     if (!low)
         return -1;
-    PyObject *code = PyUnicode_CheckExact(low)
-                         ? PyUnicode_AsEncodedString(low, "utf-8", "surrogatepass")
-                         : PyObject_CallMethod(low, "encode", "ss", "utf-8", "surrogatepass");
+    if (!PyUnicode_Check(low)) {
+        PyErr_Format(PyExc_TypeError, "a text's lower() returned %.100s, not a str",
+                     Py_TYPE(low)->tp_name);
+        Py_DECREF(low);
+        return -1;
+    }
+    PyObject *code = PyUnicode_AsEncodedString(low, "utf-8", "surrogatepass");
     Py_DECREF(low);
     if (!code)
         return -1;
-    int err = PyBytes_Check(code) ? PyList_Append(keep, code) : -1;
-    if (!PyBytes_Check(code))
-        PyErr_SetString(PyExc_TypeError, "a text's encode() did not return bytes");
+    int err = PyList_Append(keep, code);
     Py_DECREF(code);
     if (err)
         return -1;
@@ -342,9 +349,13 @@ static PyObject *Lexicon_count(Lexicon *lex, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oppp", names, &texts, &lowercase, &character,
                                      &add))
         return NULL;
+    if (lex->broken)
+        return PyErr_Format(PyExc_RuntimeError, "this Lexicon's counts were cut short by an error");
     if (lex->writer || (add && lex->readers))
         return PyErr_Format(PyExc_RuntimeError, "this Lexicon is in use by another thread: give "
                                                 "each thread that adds tokens its own");
+    /* flagged before any Python code runs (it may let another thread in) */
+    add ? (lex->writer = 1) : lex->readers++;
     PyObject *held = PySequence_Tuple(texts); /* the texts stay alive, whatever the caller does */
     PyObject *keep = PyList_New(0);
     PyObject *counts = NULL, *ids = NULL;
@@ -372,18 +383,18 @@ static PyObject *Lexicon_count(Lexicon *lex, PyObject *args, PyObject *kwds)
     }
     int64_t *count = (int64_t *)PyByteArray_AS_STRING(counts);
     int err;
-    add ? (lex->writer = 1) : lex->readers++;
     Py_BEGIN_ALLOW_THREADS
     err = count_texts(lex, &out, parts, n_texts, character, buf, count);
     Py_END_ALLOW_THREADS
-    add ? (lex->writer = 0) : lex->readers--;
     if (err) {
+        lex->broken = add;
         raise_code(err);
         goto done;
     }
     ids = PyByteArray_FromStringAndSize((const char *)out.ids,
                                         out.used * (Py_ssize_t)sizeof(int32_t));
 done:
+    add ? (lex->writer = 0) : lex->readers--;
     free(out.ids);
     PyMem_Free(parts);
     PyMem_Free(buf);
@@ -425,6 +436,10 @@ static Py_ssize_t token_bytes(PyObject *token, unsigned char **buf, Py_ssize_t *
 
 static int check_idle(Lexicon *lex)
 {
+    if (lex->broken) {
+        PyErr_SetString(PyExc_RuntimeError, "this Lexicon's counts were cut short by an error");
+        return -1;
+    }
     if (lex->readers || lex->writer) {
         PyErr_SetString(PyExc_RuntimeError, "this Lexicon is in use by another thread");
         return -1;
@@ -444,6 +459,10 @@ static PyObject *Lexicon_add(Lexicon *lex, PyObject *tokens)
         Py_ssize_t n = token_bytes(PyList_GET_ITEM(tokens, i), &buf, &cap);
         if (n < 0)
             goto fail;
+        if (n == 0) {
+            PyErr_SetString(PyExc_ValueError, "'' cannot be a token");
+            goto fail;
+        }
         uint64_t key = token_key(buf, n);
         Slot *s = probe(lex, key, buf, n);
         if (s->key) {
@@ -492,11 +511,13 @@ static PyObject *Lexicon_find(Lexicon *lex, PyObject *tokens)
 
 static PyObject *Lexicon_tokens(Lexicon *lex, PyObject *ids)
 {
-    if (lex->writer)
-        return check_idle(lex), NULL;
     PyObject *seq = PySequence_Fast(ids, "ids must be a sequence of ints");
     if (!seq)
         return NULL;
+    if (lex->writer) { /* checked after PySequence_Fast, which may run Python code */
+        Py_DECREF(seq);
+        return check_idle(lex), NULL;
+    }
     Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
     PyObject *out = PyList_New(count);
     for (Py_ssize_t i = 0; out && i < count; i++) {
@@ -565,6 +586,7 @@ static PyObject *Lexicon_merge(Lexicon *lex, PyObject *arg)
         Slot *s = probe(lex, key, p, n);
         Py_ssize_t id = s->key ? s->id : insert(lex, s, key, p, n);
         if (id < 0) {
+            lex->broken = 1;
             Py_DECREF(map);
             return raise_code((int)id);
         }
@@ -585,13 +607,23 @@ static Py_ssize_t Lexicon_len(Lexicon *lex)
 
 static PySequenceMethods Lexicon_sequence = {.sq_length = (lenfunc)Lexicon_len};
 
+static PyObject *Lexicon_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Lexicon *lex = (Lexicon *)PyType_GenericNew(type, args, kwds);
+    if (lex && grow_table(lex, 12)) { /* every method can rely on a table */
+        Py_DECREF(lex);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)lex;
+}
+
 static int Lexicon_init(Lexicon *lex, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"classes", "marks", NULL};
     Py_buffer classes;
     PyObject *marks;
-    if (lex->slots) {
-        PyErr_SetString(PyExc_RuntimeError, "a Lexicon is initialised once");
+    if (lex->n || lex->readers || lex->writer) {
+        PyErr_SetString(PyExc_RuntimeError, "a Lexicon in use cannot be initialised again");
         return -1;
     }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*O!", names, &classes, &PyTuple_Type, &marks))
@@ -607,8 +639,9 @@ static int Lexicon_init(Lexicon *lex, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "too many multi-byte marks");
         return -1;
     }
-    lex->n_marks = (int)PyTuple_GET_SIZE(marks);
-    for (int m = 0; m < lex->n_marks; m++) {
+    int n_marks = (int)PyTuple_GET_SIZE(marks);
+    lex->n_marks = 0;
+    for (int m = 0; m < n_marks; m++) {
         PyObject *code = PyTuple_GET_ITEM(marks, m);
         if (!PyBytes_Check(code) || PyBytes_GET_SIZE(code) < 2 || PyBytes_GET_SIZE(code) > 4) {
             PyErr_SetString(PyExc_ValueError, "marks must be bytes of 2 to 4 bytes");
@@ -617,10 +650,7 @@ static int Lexicon_init(Lexicon *lex, PyObject *args, PyObject *kwds)
         lex->mark_len[m] = (int)PyBytes_GET_SIZE(code);
         memcpy(lex->marks[m], PyBytes_AS_STRING(code), (size_t)lex->mark_len[m]);
     }
-    if (grow_table(lex, 12)) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    lex->n_marks = n_marks;
     return 0;
 }
 
@@ -656,7 +686,7 @@ static PyTypeObject LexiconType = {
     .tp_basicsize = sizeof(Lexicon),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Lexicon(classes, marks): token bytes to dense ids, with counts.",
-    .tp_new = PyType_GenericNew,
+    .tp_new = Lexicon_new,
     .tp_init = (initproc)Lexicon_init,
     .tp_dealloc = (destructor)Lexicon_dealloc,
     .tp_methods = Lexicon_methods,
@@ -688,10 +718,13 @@ static PyObject *to_lists(PyObject *Py_UNUSED(module), PyObject *args)
         goto done;
     for (Py_ssize_t i = 0; i < n_lists; i++) {
         Py_ssize_t a = o[i], b = o[i + 1];
-        PyObject *list = b >= a ? PyList_New(b - a) : NULL;
+        if (b < a || b > n_values) {
+            PyErr_SetString(PyExc_ValueError, "offsets must not decrease nor pass len(values)");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *list = PyList_New(b - a);
         if (!list) {
-            if (b < a)
-                PyErr_SetString(PyExc_ValueError, "offsets must not decrease");
             Py_CLEAR(out);
             goto done;
         }

@@ -392,7 +392,8 @@ def _word_spans(buf: bytes, n: int, doc_starts: np.ndarray, ascii_only: bool):
 
 def _prepare_chunk(texts: list[str], lowercase: bool, character: bool) -> _Chunk:
     """Encode ``texts`` and cut them into tokens (word or character), with their keys."""
-    parts = [(t.lower() if lowercase else t).encode("utf-8", "surrogatepass") for t in texts]
+    # str.encode, not t.encode: a str subclass's own encode() is not how the reference splits it
+    parts = [str.encode(t.lower() if lowercase else t, "utf-8", "surrogatepass") for t in texts]
     sizes = np.fromiter(map(len, parts), np.int64, count=len(parts))
     buf = b"".join(parts) + bytes(16)
     n = len(buf) - 16

@@ -221,8 +221,8 @@ def _as_lists(values: np.ndarray, offsets: np.ndarray,
             objects = _shared_ints(top + 1)
     if objects is not None and _compiled_lists is not None and values.dtype == np.int32:
         with _gc_paused():
-            return _compiled_lists(np.ascontiguousarray(values), np.ascontiguousarray(offsets),
-                                   objects.tolist())
+            return _compiled_lists(np.ascontiguousarray(values),
+                                   np.ascontiguousarray(offsets, dtype=np.int64), objects.tolist())
     if objects is not None:
         values = objects[values]
     bounds = offsets.tolist()

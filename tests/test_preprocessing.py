@@ -230,17 +230,24 @@ def test_hash_collisions_are_caught(monkeypatch):
 
 
 class Shouty(str):
-    """A str whose lower() shouts: the engines must call it, as str.lower is not what it does."""
+    """A str whose lower() shouts and whose encode() lies: the engines must call its lower(), as
+    the reference does, and split its text, not what its encode() says."""
 
     def lower(self):
         return self.upper()
 
+    def encode(self, *args, **kwargs):
+        return b"not the text"
 
-def test_the_engines_call_a_str_subclass_lower(fast_engine, monkeypatch):
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_str_subclasses_are_split_like_the_reference(lowercase, fast_engine, monkeypatch):
     texts = [Shouty("Ab c\u00e9"), "Ab c\u00e9", Shouty("plain ascii")]
-    tok, fast = fitted_ids(texts, texts, fast_engine, monkeypatch, min_df=1)
-    ref, slow = fitted_ids(texts, texts, "python", monkeypatch, min_df=1)
-    assert fast == slow and "AB" in tok.encoder and tok.encoder == ref.encoder
+    kw = dict(min_df=1, lowercase=lowercase)
+    tok, fast = fitted_ids(texts, texts, fast_engine, monkeypatch, **kw)
+    ref, slow = fitted_ids(texts, texts, "python", monkeypatch, **kw)
+    assert fast == slow and tok.encoder == ref.encoder and "not" not in tok.encoder
+    assert ("AB" in tok.encoder) == lowercase
 
 
 def test_compiled_lexicons_merge_as_if_counted_together(compiled):
@@ -277,6 +284,10 @@ def test_compiled_lexicon_errors(compiled):
         lex.count(["ok", b"bytes"], True, False, True)
     with pytest.raises(IndexError, match="no token has id 99"):
         lex.tokens([0, 99])
+    with pytest.raises(ValueError, match="cannot be a token"):
+        lex.add([""])
+    bare = type(lex).__new__(type(lex))  # never initialised: no classes, but no crash either
+    assert bare.find(["a"]) == [-1] and len(bare) == 0
 
 
 def test_compiled_lexicon_is_shared_by_readers_not_writers(compiled):
@@ -298,16 +309,16 @@ def test_compiled_lexicon_is_shared_by_readers_not_writers(compiled):
     assert len(results) == 3 and all(np.array_equal(r, results[0]) for r in results)
     assert results[0][:3].tolist() == [0, 1, -1]
 
-    def add_while_adding():
+    def read_while_adding():  # find() only checks that no thread is adding: it never blocks one
         try:
-            lex.count(["z"], True, False, True)
+            lex.find(["a"])
         except RuntimeError as e:
             errors.append(str(e))
 
     writer = threading.Thread(target=lex.count, args=(big * 4, True, False, True))
     writer.start()
     while writer.is_alive() and not errors:
-        add_while_adding()
+        read_while_adding()
     writer.join()
     assert errors and "in use by another thread" in errors[0]
 
@@ -323,6 +334,8 @@ def test_to_lists_matches_slicing(compiled):
         to_lists(values, offsets, objects[:3])
     with pytest.raises(ValueError, match="must not decrease"):
         to_lists(values, np.array([0, 3, 2, 5], np.int64), objects)
+    with pytest.raises(ValueError, match="nor pass len"):  # caught before reading past the end
+        to_lists(values, np.array([0, 100, 5], np.int64), objects)
     with pytest.raises(ValueError, match="int32"):
         to_lists(values.astype(np.int16), offsets, objects)
 
