@@ -20,6 +20,7 @@ plain-Python algorithm (``tokenize_reference`` and dict counting), which is kept
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
@@ -750,6 +751,16 @@ def _encode_numpy(texts: list[str], encoder: dict[str, int], lowercase: bool, ch
                       else np.zeros(0, np.int32), _offsets([n for _, n in parts]))
 
 
+def _collector_paused(method: Callable) -> Callable:
+    """``method`` run with the cycle collector paused: tokenizing makes many lists but no cycles,
+    and a collection triggered meanwhile walks every container alive (earlier results too)."""
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        with _gc_paused():
+            return method(*args, **kwargs)
+    return run
+
+
 class Tokenizer:
     """Turns a list of texts into lists of token ids (sklearn-style fit / transform).
 
@@ -774,6 +785,7 @@ class Tokenizer:
         return _split(texts, self.lowercase, self.character)
 
     # -- sklearn API -------------------------------------------------------------------------
+    @_collector_paused
     def fit(self, texts: Sequence[str]) -> Tokenizer:
         """Learn the vocabulary: tokens by document frequency, ties by first occurrence."""
         self._choose_vocabulary(self._count(texts))
@@ -836,6 +848,7 @@ class Tokenizer:
         get = self.encoder.get
         return [[get(tok, UNK) for tok in doc] for doc in docs]
 
+    @_collector_paused
     def transform(self, texts: Sequence[str],
                   as_array: bool = False) -> list[list[int]] | TokenArray:
         """Token ids for each text; tokens outside the vocabulary become UNK (2).
@@ -857,6 +870,7 @@ class Tokenizer:
         ids = self._encode(self._split(texts))
         return TokenArray.from_sequences(ids) if as_array else ids
 
+    @_collector_paused
     def fit_transform(self, texts: Sequence[str],
                       as_array: bool = False) -> list[list[int]] | TokenArray:
         """``fit`` then ``transform``, splitting the texts only once."""
