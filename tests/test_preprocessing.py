@@ -187,6 +187,24 @@ def test_many_chunks_and_threads(kw, fast_engine, monkeypatch):
     assert tok.encoder == ref.encoder
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_random_texts_near_the_marks(seed, fast_engine, monkeypatch):
+    """Characters sharing a UTF-8 lead byte with a multi-byte mark (U+2010-U+2020, U+00A0-
+    U+00BF), case changes that alter lengths or depend on context (I with dot, final sigma),
+    surrogates and emoji, in random texts split across threads."""
+    rng = np.random.default_rng(seed)
+    alphabet = ([chr(c) for c in range(0x2010, 0x2021)] + [chr(c) for c in range(0xA0, 0xC0)] +
+                list("aZ .,\t\n\u0130\u03a3\u03c3\u00c9\ud800\U0001f600\u4e2d") + ["ab", "XYZW"])
+    texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 30))) for _ in range(120)]
+    monkeypatch.setattr(preprocessing, "_PART_CHARS", 100)
+    monkeypatch.setattr(preprocessing, "_WORKERS", 2)
+    for kw in [dict(min_df=1), dict(min_df=1, lowercase=False), dict(min_df=1, character=True)]:
+        tok, fast = fitted_ids(texts[:80], texts[80:], fast_engine, monkeypatch, **kw)
+        ref, slow = fitted_ids(texts[:80], texts[80:], "python", monkeypatch, **kw)
+        assert fast == slow == ids_2015(texts[:80], texts[80:], **kw)
+        assert tok.encoder == ref.encoder
+
+
 def test_ties_by_first_occurrence_and_document_frequency():
     # 'b' occurs 3 times but in 1 document; 'c' and 'a' in 2 documents each, 'c' first
     ids = Tokenizer(min_df=1).fit_transform(["c b b b", "a c", "a"])
