@@ -99,9 +99,10 @@ def check_texts(texts: object, what: str = "texts") -> list[str]:
 
 
 # == counting tokens ==============================================================================
-# Both engines below return the same ``_Counts``: every distinct token gets a dense id in order of
-# first occurrence, with its document and term frequencies. ``Tokenizer`` picks its vocabulary
-# from that; the ids of the two engines are identical (tests/test_preprocessing.py checks it).
+# The three engines below (compiled, numpy, plain Python) return the same ``_Counts``: every
+# distinct token gets a dense id in order of first occurrence, with its document and term
+# frequencies. ``Tokenizer`` picks its vocabulary from that; the ids of the engines are identical
+# (tests/test_preprocessing.py checks it).
 
 try:
     from passage._tokens import Lexicon as _CompiledLexicon
