@@ -196,6 +196,10 @@ static int read_text(PyObject *text, int lowercase, PyObject *keep, Text *out)
         PyErr_Format(PyExc_TypeError, "texts must be str, got %.100s", Py_TYPE(text)->tp_name);
         return -1;
     }
+#if PY_VERSION_HEX < 0x030C0000 /* before 3.12 a str made by old C APIs may not be ready */
+    if (PyUnicode_READY(text) < 0)
+        return -1;
+#endif
     if (PyUnicode_CheckExact(text) && PyUnicode_IS_ASCII(text)) {
         *out = (Text){PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text), lowercase};
         return 0;
