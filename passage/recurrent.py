@@ -67,68 +67,137 @@ def gate_scale_vector(kind: str, size: int, scale: float, device=None, dtype=Non
     return torch.cat(parts)
 
 
+try:
+    from passage import _gru as _fused_step
+except ImportError:  # installed without a C compiler: the steps run as PyTorch ops
+    _fused_step = None
+
+FUSED_STEP_DTYPES = (torch.float32, torch.bfloat16)  # what passage/_gru.c reads and writes
+
+
 class GRUScan(torch.autograd.Function):
     """The GRU recurrence over all steps, with a hand-written backward pass.
 
     ``apply(gi, h0, w_hh, b_hh)``: gi (time, batch, 3 * size) holds every step's input projection
     (with b_ih); returns the outputs (time, batch, size). Used for bfloat16 training on the CPU,
     where PyTorch's GRU backward computes the recurrent weight gradient as one small matmul per
-    step: here it is one GEMM over all steps, and the gate derivatives that do not depend on the
-    incoming gradient are computed for all steps at once, so each backward step is a matmul and
-    three elementwise ops. Measured on 64 x 256 x 128 (fwd + bwd, bf16): 0.95-1.4x PyTorch's
-    kernel on one thread (noisy), 1.26-1.38x on two.
+    step: here it is one GEMM over all steps. Each step, forward or backward, is one matmul and
+    one call of ``passage/_gru.c``, which does the step's elementwise math in one pass (about six
+    PyTorch ops otherwise, still used without the extension and for float64, which the tests
+    use).
     """
 
     @staticmethod
     def forward(ctx, gi, h0, w_hh, b_hh):
-        steps, batch, three = gi.shape
-        size = three // 3
-        hs = gi.new_empty(steps + 1, batch, size)  # hs[t]: the state before step t
-        hs[0] = h0
-        gh = gi.new_empty(steps, batch, three)  # h @ w_hh.T + b_hh of every step
-        rz = gi.new_empty(steps, batch, 2 * size)  # the r and z gates
-        n = gi.new_empty(steps, batch, size)  # the candidate state
-        w = w_hh.t().contiguous()
-        h_, gh_, rz_, n_ = hs.unbind(), gh.unbind(), rz.unbind(), n.unbind()  # per-step views
-        gi_rz, gi_n = gi[..., :2 * size].unbind(), gi[..., 2 * size:].unbind()
-        gh_rz, gh_n = gh[..., :2 * size].unbind(), gh[..., 2 * size:].unbind()
-        r, z = rz[..., :size].unbind(), rz[..., size:].unbind()
-        for t in range(steps):
-            torch.addmm(b_hh, h_[t], w, out=gh_[t])
-            torch.add(gi_rz[t], gh_rz[t], out=rz_[t]).sigmoid_()
-            torch.addcmul(gi_n[t], r[t], gh_n[t], out=n_[t]).tanh_()
-            torch.lerp(n_[t], h_[t], z[t], out=h_[t + 1])  # (1 - z) n + z h
-        ctx.save_for_backward(hs, gh, rz, n, w_hh)
+        ctx.fused = (_fused_step is not None and gi.device.type == "cpu"
+                     and gi.dtype in FUSED_STEP_DTYPES and gi.numel() > 0)
+        hs, gh_n, rz, n = (_forward_fused if ctx.fused else _forward_ops)(gi, h0, w_hh, b_hh)
+        ctx.save_for_backward(hs, gh_n, rz, n, w_hh)
         return hs[1:]
 
     @staticmethod
     @torch.autograd.function.once_differentiable  # no double backward: an error, not a wrong one
     def backward(ctx, d_out):
-        hs, gh, rz, n, w_hh = ctx.saved_tensors
-        steps, batch, size = n.shape
-        r, z = rz[..., :size], rz[..., size:]
-        # d(pre-activation) = dh * m, with m independent of dh: computed for all steps at once
-        d_n = (1 - z) * (1 - n * n)  # through n = tanh(a_n)
-        m = torch.stack([d_n * r * gh[..., 2 * size:] * (1 - r),  # r gate
-                         (hs[:-1] - n) * z * (1 - z),  # z gate
-                         d_n * r], dim=2)  # gh_n, the recurrent part of a_n
-        d_gh = torch.empty_like(m)
-        dhs = torch.empty_like(n)  # the gradient reaching each step's output
-        dh = torch.zeros_like(hs[0])
-        w = w_hh.contiguous()
-        dhs_, d_gh_, m_, z_ = dhs.unbind(), d_gh.view(steps, batch, 3 * size).unbind(), \
-            m.unbind(), z.unbind()
-        for t, d_out_t in zip(range(steps - 1, -1, -1), reversed(d_out.unbind()), strict=True):
-            torch.add(dh, d_out_t, out=dhs_[t])
-            torch.mul(dhs_[t][:, None, :], m_[t], out=d_gh[t])
-            dh = torch.addmm(dhs_[t] * z_[t], d_gh_[t], w)
-        del m
+        hs, gh_n, rz, n, w_hh = ctx.saved_tensors
+        d_out = d_out.to(n.dtype).contiguous()
+        step_back = _backward_fused if ctx.fused else _backward_ops
+        d_gh, d_gi_n, dh = step_back(d_out, hs, gh_n, rz, n, w_hh)
+        size = n.shape[2]
         flat = d_gh.view(-1, 3 * size)
         d_w = flat.t() @ hs[:-1].reshape(-1, size)  # one GEMM for the whole sequence
         d_b = flat.sum(0)
-        d_gi = d_gh.view(steps, batch, 3 * size)  # the same as d_gh for r and z: reuse it
-        torch.mul(dhs, d_n, out=d_gi[..., 2 * size:])
+        d_gi = d_gh  # the same as d_gh for r and z: reuse its memory
+        d_gi[..., 2 * size:] = d_gi_n
         return d_gi, dh, d_w, d_b
+
+
+def _forward_ops(gi, h0, w_hh, b_hh):
+    """GRUScan's forward as PyTorch ops: (hs, gh_n, rz, n); hs[t] is the state before step t."""
+    steps, batch, three = gi.shape
+    size = three // 3
+    hs = gi.new_empty(steps + 1, batch, size)
+    hs[0] = h0
+    gh = gi.new_empty(steps, batch, three)  # h @ w_hh.T + b_hh of every step
+    rz = gi.new_empty(steps, batch, 2 * size)  # the r and z gates
+    n = gi.new_empty(steps, batch, size)  # the candidate state
+    w = w_hh.t().contiguous()
+    h_, gh_, rz_, n_ = hs.unbind(), gh.unbind(), rz.unbind(), n.unbind()  # per-step views
+    gi_rz, gi_n = gi[..., :2 * size].unbind(), gi[..., 2 * size:].unbind()
+    gh_rz, gh_n = gh[..., :2 * size].unbind(), gh[..., 2 * size:].unbind()
+    r, z = rz[..., :size].unbind(), rz[..., size:].unbind()
+    for t in range(steps):
+        torch.addmm(b_hh, h_[t], w, out=gh_[t])
+        torch.add(gi_rz[t], gh_rz[t], out=rz_[t]).sigmoid_()
+        torch.addcmul(gi_n[t], r[t], gh_n[t], out=n_[t]).tanh_()
+        torch.lerp(n_[t], h_[t], z[t], out=h_[t + 1])  # (1 - z) n + z h
+    return hs, gh[..., 2 * size:], rz, n
+
+
+def _forward_fused(gi, h0, w_hh, b_hh):
+    """``_forward_ops`` with each step's elementwise math in one call of passage/_gru.c."""
+    steps, batch, three = gi.shape
+    size = three // 3
+    gi = gi.contiguous()
+    hs = gi.new_empty(steps + 1, batch, size)
+    hs[0] = h0
+    rz, n, gh_n = gi.new_empty(steps, batch, 2 * size), *gi.new_empty(2, steps, batch, size)
+    gh = gi.new_empty(batch, three)  # this step's h @ w_hh.T + b_hh
+    w, b = w_hh.t().contiguous(), b_hh.contiguous()
+    item, bf16 = gi.element_size(), gi.dtype == torch.bfloat16
+    one, two, three_ = batch * size * item, 2 * batch * size * item, 3 * batch * size * item
+    p_gi, p_hs, p_rz, p_n, p_ghn, p_gh = (x.data_ptr() for x in (gi, hs, rz, n, gh_n, gh))
+    h_ = hs.unbind()
+    for t in range(steps):
+        torch.addmm(b, h_[t], w, out=gh)
+        _fused_step.forward(p_gi + t * three_, p_gh, p_hs + t * one, p_rz + t * two,
+                            p_n + t * one, p_ghn + t * one, p_hs + (t + 1) * one, batch, size,
+                            bf16)
+    return hs, gh_n, rz, n
+
+
+def _backward_ops(d_out, hs, gh_n, rz, n, w_hh):
+    """GRUScan's backward steps as PyTorch ops: (d_gh, d_gi_n, dh0), the gradients of every
+    step's gh (whose r and z parts are also gi's) and of gi's n part, and of the initial state."""
+    steps, batch, size = n.shape
+    r, z = rz[..., :size], rz[..., size:]
+    # d(pre-activation) = dh * m, with m independent of dh: computed for all steps at once
+    d_n = (1 - z) * (1 - n * n)  # through n = tanh(a_n)
+    m = torch.stack([d_n * r * gh_n * (1 - r),  # r gate
+                     (hs[:-1] - n) * z * (1 - z),  # z gate
+                     d_n * r], dim=2)  # gh_n, the recurrent part of a_n
+    d_gh = torch.empty_like(m)
+    dhs = torch.empty_like(n)  # the gradient reaching each step's output
+    dh = torch.zeros_like(hs[0])
+    w = w_hh.contiguous()
+    dhs_, d_gh_, m_, z_ = dhs.unbind(), d_gh.view(steps, batch, 3 * size).unbind(), \
+        m.unbind(), z.unbind()
+    for t, d_out_t in zip(range(steps - 1, -1, -1), reversed(d_out.unbind()), strict=True):
+        torch.add(dh, d_out_t, out=dhs_[t])
+        torch.mul(dhs_[t][:, None, :], m_[t], out=d_gh[t])
+        dh = torch.addmm(dhs_[t] * z_[t], d_gh_[t], w)
+    del m
+    return d_gh.view(steps, batch, 3 * size), dhs * d_n, dh
+
+
+def _backward_fused(d_out, hs, gh_n, rz, n, w_hh):
+    """``_backward_ops`` with each step's elementwise math in one call of passage/_gru.c."""
+    steps, batch, size = n.shape
+    d_gh = n.new_empty(steps, batch, 3 * size)
+    d_gi_n = torch.empty_like(n)
+    dh, dhz = torch.zeros_like(hs[0]), torch.empty_like(hs[0])
+    w = w_hh.contiguous()
+    item, bf16 = n.element_size(), n.dtype == torch.bfloat16
+    one, two, three = batch * size * item, 2 * batch * size * item, 3 * batch * size * item
+    p_d, p_rz, p_n, p_ghn, p_hs, p_dgin, p_dgh = (x.data_ptr() for x in (
+        d_out, rz, n, gh_n, hs, d_gi_n, d_gh))
+    p_dh, p_dhz = dh.data_ptr(), dhz.data_ptr()
+    d_gh_ = d_gh.unbind()
+    for t in range(steps - 1, -1, -1):
+        _fused_step.backward(p_d + t * one, p_dh, p_rz + t * two, p_n + t * one,
+                             p_ghn + t * one, p_hs + t * one, p_dgin + t * one, p_dgh + t * three,
+                             p_dhz, batch, size, bf16)
+        torch.addmm(dhz, d_gh_[t], w, out=dh)  # dh is read by the call above before this
+    return d_gh, d_gi_n, dh
 
 
 def scan_gru(x: torch.Tensor, h0: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
@@ -138,7 +207,9 @@ def scan_gru(x: torch.Tensor, h0: torch.Tensor, weights: list[torch.Tensor]) -> 
     return GRUScan.apply(gi, h0, w_hh, b_hh).transpose(0, 1)
 
 
-HAND_WRITTEN_GRU_DTYPES = {torch.bfloat16}  # where GRUScan was measured faster (CPU training)
+# where GRUScan was measured faster than PyTorch's kernel for CPU training: bfloat16 always,
+# float32 with the fused steps of passage/_gru.c (1.5x; without them it is not faster)
+HAND_WRITTEN_GRU_DTYPES = {torch.bfloat16} | ({torch.float32} if _fused_step else set())
 
 
 def _hand_written_gru(x: torch.Tensor) -> bool:

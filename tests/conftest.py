@@ -1,5 +1,8 @@
 """Fixtures shared by the test files."""
 
+import importlib.util
+import os
+
 import pytest
 
 
@@ -17,3 +20,16 @@ def kernel_dtypes(monkeypatch):
 
     monkeypatch.setattr(layer_module, "scan_fused", spy)
     return seen
+
+
+@pytest.fixture
+def compiled():
+    """The C extensions (passage/_tokens.c, passage/_gru.c), which pip builds when there is a C
+    compiler: their tests are skipped without them, except in CI, which requires them."""
+    missing = [m for m in ("passage._tokens", "passage._gru")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        message = f"{', '.join(missing)} not built (pip install needs a C compiler to build it)"
+        if os.environ.get("PASSAGE_REQUIRE_COMPILED"):
+            pytest.fail(message)
+        pytest.skip(message)
