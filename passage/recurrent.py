@@ -10,6 +10,10 @@ Steeper gates sigmoid(3.75 a) run in the fused kernel too: the gate rows of the 
 biases are scaled by 3.75 before the call. ``scan_reference`` is the plain step-by-step loop that
 the fused path is tested against; it also runs activations the kernels lack.
 
+GRU training on the CPU runs ``GRUScan`` instead (bfloat16 always, float32 when the C extension
+``passage/_gru.c`` is built): one matmul and one fused elementwise call per step, and the recurrent
+weight gradient as one GEMM over all steps.
+
 At inference on the CPU, ``scan_skip_padding`` steps only the sequences still running (a batch
 sorted by length), so padding costs nothing; after an Embedding, each step's input projection is
 a row of a (vocabulary x gates) table rather than a matmul.
