@@ -83,12 +83,14 @@ class GRUScan(torch.autograd.Function):
     """The GRU recurrence over all steps, with a hand-written backward pass.
 
     ``apply(gi, h0, w_hh, b_hh)``: gi (time, batch, 3 * size) holds every step's input projection
-    (with b_ih); returns the outputs (time, batch, size). Used for bfloat16 training on the CPU,
-    where PyTorch's GRU backward computes the recurrent weight gradient as one small matmul per
-    step: here it is one GEMM over all steps. Each step, forward or backward, is one matmul and
-    one call of ``passage/_gru.c``, which does the step's elementwise math in one pass (about six
-    PyTorch ops otherwise, still used without the extension and for float64, which the tests
-    use).
+    (with b_ih); returns the outputs (time, batch, size). Used for GRU training on the CPU (the
+    dtypes in ``HAND_WRITTEN_GRU_DTYPES``), where PyTorch's GRU backward computes the recurrent
+    weight gradient as one small matmul per step: here it is one GEMM over all steps. Each step,
+    forward or backward, is one matmul and one call of ``passage/_gru.c``, which does the step's
+    elementwise math in one pass (about six PyTorch ops otherwise, still used without the
+    extension and for float64, which the tests use). No double backward (``create_graph=True``)
+    and no ``torch.compile`` tracing: remove the dtype from ``HAND_WRITTEN_GRU_DTYPES`` to train
+    on PyTorch's kernel for those.
     """
 
     @staticmethod
@@ -225,7 +227,7 @@ def scan_fused(kind: str, x: torch.Tensor, state: tuple[torch.Tensor, ...],
                weights: list[torch.Tensor], relu: bool = False,
                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """All steps of one direction with a fused kernel: (outputs, final state). PyTorch's, except
-    bfloat16 GRU training on the CPU, which runs ``GRUScan``."""
+    GRU training on the CPU in ``HAND_WRITTEN_GRU_DTYPES``, which runs ``GRUScan``."""
     if kind == "gru" and _hand_written_gru(x) and x.shape[1] > 0:
         out = scan_gru(x, state[0], weights)
         return out, (out[:, -1],)

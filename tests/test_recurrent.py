@@ -317,29 +317,44 @@ def _scan_grads(x, h0, weights, weight):
 
 @pytest.mark.parametrize("scale", [0.3, 3.0])  # 3.0: saturated gates and candidates
 def test_fused_gru_steps_match_the_pytorch_ops(scale, monkeypatch, compiled):
-    """The fused steps (float32 and bfloat16) against GRUScan's PyTorch ops in float64."""
+    """The fused steps (float32 and bfloat16) against GRUScan's PyTorch ops, both compared with
+    the float64 result: outputs and every gradient at least about as close."""
     import passage.recurrent as rec
 
     torch.manual_seed(0)
-    x, h0 = torch.randn(5, 40, 16) * scale, torch.randn(5, 16)
-    weights = [torch.randn(48, 16) * scale, torch.randn(48, 16) * scale, torch.randn(48),
-               torch.randn(48)]
-    weight = torch.randn(5, 40, 16, dtype=torch.float64)
+    # hidden size 21: whole vectors and a leftover tail in the vectorised loops
+    x, h0 = torch.randn(5, 40, 16) * scale, torch.randn(5, 21)
+    weights = [torch.randn(63, 16) * scale, torch.randn(63, 21) * scale, torch.randn(63),
+               torch.randn(63)]
+    weight = torch.randn(5, 40, 21, dtype=torch.float64)
     as64 = [t.double() for t in (x, h0, *weights)]
     exact = _scan_grads(as64[0], as64[1], as64[2:], weight)  # float64: the PyTorch ops
-    fused = _scan_grads(x, h0, weights, weight)
-    for got, want in zip(fused, exact, strict=True):
-        torch.testing.assert_close(got, want, rtol=2e-4, atol=2e-4 * want.abs().max().item())
-    bf16 = [t.bfloat16() for t in (x, h0, *weights)]
-    errors = {}
-    for name, step in (("fused", rec._fused_step), ("ops", None)):
-        monkeypatch.setattr(rec, "_fused_step", step)
-        got = _scan_grads(bf16[0], bf16[1], bf16[2:], weight)
-        errors[name] = [((g - e).norm() / e.norm()).item() for g, e in zip(got, exact, strict=True)]
-    assert all(np.isfinite(errors["fused"]))
+
+    def errors(dtype, fused):
+        calls = []
+        with monkeypatch.context() as m:
+            if fused:  # the C steps do run
+                for name in ("_forward_fused", "_backward_fused"):
+                    real = getattr(rec, name)
+                    m.setattr(rec, name, lambda *a, real=real, name=name: calls.append(name)
+                              or real(*a))
+            else:
+                m.setattr(rec, "_fused_step", None)
+            ts = [t.to(dtype) for t in (x, h0, *weights)]
+            got = _scan_grads(ts[0], ts[1], ts[2:], weight)
+        assert calls == (["_forward_fused", "_backward_fused"] if fused else [])
+        return [((g - e).norm() / e.norm()).item() for g, e in zip(got, exact, strict=True)]
+
+    # float32: 1e-7 to 6e-7 at scale 0.3 for both; at 3.0 the dynamics amplify any rounding
+    # (PyTorch's own ops: 9e-4), the fused steps measured 3e-4 to 5e-4
+    for ours, theirs in zip(errors(torch.float32, True), errors(torch.float32, False),
+                            strict=True):
+        assert ours < max(1.5 * theirs, 2e-6)
+    ours_bf16 = errors(torch.bfloat16, True)
+    assert all(np.isfinite(ours_bf16))
     if scale > 1:  # saturated and chaotic over 40 steps: bfloat16 rounding alone moves it far
         return
-    for ours, theirs in zip(errors["fused"], errors["ops"], strict=True):
+    for ours, theirs in zip(ours_bf16, errors(torch.bfloat16, False), strict=True):
         assert ours < 1.2 * theirs + 2e-3  # fp32 arithmetic inside: about as close or closer
 
 
