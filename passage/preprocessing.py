@@ -28,7 +28,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -739,8 +739,7 @@ def _encode_numpy(texts: list[str], encoder: dict[str, int], lowercase: bool, ch
     lex = _Lexicon.of_vocabulary(encoder)
     groups = _chunk_groups(texts)
     parts, lists = [], []
-    # lists of ints cannot form cycles: the collector can wait until they are all made
-    with _thread_pool(groups) as pool, _gc_paused() if as_lists else nullcontext():
+    with _thread_pool(groups) as pool:  # (the caller, Tokenizer.transform, pauses the collector)
         for ids, counts in _in_order(pool, _encode_chunk, groups, lowercase, character, lex):
             if as_lists:
                 lists += TokenArray(ids, _offsets([counts])).tolist()
