@@ -242,7 +242,9 @@ def test_mixed_precision_language_model_trains_low_and_evaluates_in_fp32(adaptiv
     low_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     assert seen == [low_dtype, torch.float32]
     seen.clear()
-    lm.fit(copy_stream(), n_epochs=12, batch_size=4)
+    # 16 epochs: on AVX-512 CPUs float16 seed 0 sits on a plateau at epoch 12 (copy accuracy 0.77)
+    # and leaves it by epoch 16 (1.0); AVX2 machines got there by 12
+    lm.fit(copy_stream(), n_epochs=16, batch_size=4)
     assert set(seen) == {low_dtype}
     seen.clear()
     lm.evaluate(copy_stream(seed=1))
