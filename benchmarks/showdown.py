@@ -9,6 +9,9 @@ baseline is grid-searched (3-fold) TF-IDF uni+bigrams + LogisticRegression / Rid
     python benchmarks/showdown.py --data ../shared/data/imdb                    # both targets
     python benchmarks/showdown.py --target sentiment --sizes 1000 5000 25000 --jobs 2
     python benchmarks/showdown.py --sizes 200 --test-limit 300 --epochs 1 --out-dir /tmp  # smoke
+
+The PNGs go to ``results/`` (ignored by git) unless ``--out-dir`` says otherwise: a run never
+overwrites the documentation's figures by accident; ``--out-dir docs/img`` replaces them.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ TARGETS = {  # name: (label key in the data, task, plot title)
 }
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's options."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data/imdb",
                     help="directory with train.jsonl.gz and test.jsonl.gz")
@@ -47,9 +51,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test-limit", type=int, default=None,
                     help="score on a random sample of this many test reviews (smoke runs)")
-    ap.add_argument("--out-dir", default="docs/img", help="where the PNGs go")
-    args = ap.parse_args(argv)
+    ap.add_argument("--out-dir", default="results",
+                    help="where the PNGs go (default: results/; docs/img to update the docs)")
+    return ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     rnn = SHOWDOWN_RNN.updated(epochs=args.epochs, size=args.size,
                                embedding_size=args.embedding_size)

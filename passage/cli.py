@@ -8,7 +8,9 @@
     passage trace model.passage "Not bad at all, I expected much worse." --html trace.html
 
 Data files are CSV, TSV or JSON lines (gzip too), told apart by their names. Every error is one
-line on stderr and a non-zero exit status (1; 2 for bad arguments).
+line on stderr and a non-zero exit status (1; 2 for bad arguments); ``passage --traceback
+COMMAND ...`` shows where an error came from. No command writes over one of its own inputs (the
+same file, also through a symlink or a hard link): that is refused before any work is done.
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ import warnings
 from passage.showcase.labels import TASKS
 
 DEFAULTS = {"text_column": "text", "label_column": "label"}
+# argument names that are files a command reads / writes (any subcommand, see check_files)
+INPUT_ARGS = {"model": "model file", "data": "data file", "test": "test file (--test)",
+              "file": "text file (--file)"}
+OUTPUT_ARGS = ("out", "html", "png", "json")
+# validation scores that --monitor can keep the best epoch by, per task (RNN.evaluate's names)
+MONITORS = {"binary": ("cost", "accuracy", "roc_auc"),
+            "multiclass": ("cost", "accuracy", "f1_macro"),
+            "regression": ("cost", "mse", "mae", "r2")}
+AUTO_MONITOR = {"binary": "accuracy", "multiclass": "accuracy", "regression": "r2"}
+MAX_ERROR = 1000  # characters of an error message shown
 
 
 class CLIError(Exception):
@@ -61,18 +73,47 @@ def fraction(text: str) -> float:
 
 
 # -- shared helpers ---------------------------------------------------------------------------
-def _read(path: str, text_column: str, label_column: str | None = None):
-    from passage.showcase.tables import read_table
+def _read(path: str, text_column: str, label_column: str | None = None, args=None):
+    """(texts, labels) of a data file; rows without a label are refused, or skipped (and
+    counted on stderr) with --drop-missing."""
+    from passage.showcase.tables import read_data
 
-    return read_table(path, text_column, label_column)
+    drop = bool(getattr(args, "drop_missing", False))
+    table = read_data(path, text_column, label_column, drop_missing=drop)
+    if table.dropped:
+        lines = ", ".join(map(str, table.dropped[:5])) + (", ..." if len(table.dropped) > 5
+                                                         else "")
+        print(f"passage: dropped {len(table.dropped):,} row(s) of {path} without a label in "
+              f"column {label_column!r} (line(s) {lines})", file=sys.stderr)
+    return table.texts, table.labels
 
 
 def _load_model(path: str):
+    """A model for the command line: one with a tokenizer and consistent metadata."""
     from passage.io import load
 
     if os.path.isdir(path):
         raise CLIError(f"{path!r} is a directory, not a model file")
-    return load(path)
+    model = load(path)
+    if getattr(model, "tokenizer", None) is None:
+        raise CLIError(f"{path} has no tokenizer: the command line reads raw text, so it needs "
+                       "a model trained with one ('passage train', or RNN(..., tokenizer=...))")
+    _coding(model)  # refuse inconsistent metadata now, not after the work
+    extra = getattr(model, "extra_", None) or {}
+    for key in ("text_column", "label_column"):
+        if extra.get(key) is not None and not isinstance(extra[key], str):
+            raise CLIError(f"{path}: the saved {key} is {extra[key]!r}, not a column name")
+    return model
+
+
+def _coding(model):
+    """The model's label coding, checked against its output layer."""
+    from passage.layers import output_size
+    from passage.showcase.labels import LabelCoding
+
+    coding = LabelCoding.from_model(model)
+    coding.check_outputs(output_size(model.layers[-1]))
+    return coding
 
 
 def _columns(args, model=None) -> tuple[str, str]:
@@ -84,6 +125,40 @@ def _columns(args, model=None) -> tuple[str, str]:
     return text, label
 
 
+def same_file(a: str, b: str) -> bool:
+    """Whether paths a and b name the same file: the same real path (symlinks resolved), or,
+    both existing, the same device and inode (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def check_files(args) -> None:
+    """Refuse, before any work, an output that cannot be written where asked or that is one
+    of the command's inputs (or another of its outputs). Every subcommand goes through this:
+    its file arguments are found by name (INPUT_ARGS, OUTPUT_ARGS)."""
+    inputs = [(role, getattr(args, name)) for name, role in INPUT_ARGS.items()
+              if isinstance(getattr(args, name, None), str)]
+    outputs = [(f"--{name}", getattr(args, name)) for name in OUTPUT_ARGS
+               if isinstance(getattr(args, name, None), str) and getattr(args, name) != "-"]
+    done: list[tuple[str, str]] = []
+    for flag, path in outputs:
+        _check_out(path)
+        for role, other in inputs:
+            if same_file(path, other):
+                raise CLIError(f"refusing to write {flag} {path!r}: it is the {role} "
+                               f"{other!r}, which would be lost; choose another output path")
+        for other_flag, other in done:
+            if same_file(path, other):
+                raise CLIError(f"{flag} {path!r} and {other_flag} {other!r} are the same file; "
+                               "give each output its own path")
+        done.append((flag, path))
+
+
 def _check_out(path: str) -> None:
     """Fail before the work, not after, if the output cannot be written where asked."""
     if path == "-":
@@ -93,6 +168,8 @@ def _check_out(path: str) -> None:
         raise CLIError(f"cannot write {path!r}: directory {directory!r} does not exist")
     if os.path.isdir(path):
         raise CLIError(f"cannot write {path!r}: it is a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write {path!r}: no permission to create files in {directory!r}")
 
 
 def _verbosity(args) -> int:
@@ -123,11 +200,11 @@ def _write_text(path: str, text: str) -> None:
 def cmd_train(args) -> int:
     from passage.io import save
     from passage.showcase.labels import LabelCoding
-    from passage.showcase.training import TrainOptions, train_model
+    from passage.showcase.training import TrainOptions
 
-    _check_out(args.out)
-    texts, labels = _read(args.data, args.text_column, args.label_column)
+    texts, labels = _read(args.data, args.text_column, args.label_column, args)
     coding = LabelCoding.fit(labels, args.task)
+    monitor = _monitor(args.monitor, coding.task)
     options = TrainOptions(
         size=args.size, embedding_size=args.embedding_size, layer=args.layer,
         direction=args.direction, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -139,7 +216,8 @@ def cmd_train(args) -> int:
             "multiclass": f"{coding.n_outputs} classes", "regression": "regression"}
     _say(args, f"{len(texts):,} texts from {args.data}; task: {what[coding.task]}"
          + (f" ({', '.join(map(str, coding.classes))})" if coding.task == "multiclass" else ""))
-    model = train_model(texts, labels, options=options, coding=coding)
+    model = fit_recipe(texts, labels, coding, options, monitor=monitor, pool=args.pool,
+                       truncate=args.truncate, lr_schedule=args.lr_schedule)
     model.extra_ = {**coding.to_dict(), "text_column": args.text_column,
                     "label_column": args.label_column}
     save(model, args.out)
@@ -147,33 +225,116 @@ def cmd_train(args) -> int:
     if best is not None:
         record = model.history_[best - 1]
         scores = ", ".join(f"{k[4:]} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
-        _say(args, f"kept epoch {best} of {len(model.history_)} (validation: {scores})")
+        _say(args, f"kept epoch {best} of {len(model.history_)} by validation {monitor} "
+                   f"(validation: {scores})")
     _say(args, f"vocabulary {model.tokenizer.n_features:,} ids; saved model to {args.out}")
     return 0
 
 
+def _monitor(choice: str, task: str) -> str:
+    """The validation score --monitor names ('auto': accuracy for classes, R^2 for regression),
+    refused before training when the task does not compute it."""
+    monitor = AUTO_MONITOR[task] if choice == "auto" else choice
+    if monitor not in MONITORS[task]:
+        raise CLIError(f"--monitor {choice} is not computed for a {task} task; choose one of "
+                       f"{', '.join(MONITORS[task])} (or auto: {AUTO_MONITOR[task]})")
+    return monitor
+
+
+def fit_recipe(texts, labels, coding, options, *, monitor: str = "cost", pool: str = "last",
+               truncate: int | None = None, lr_schedule: str = "constant"):
+    """``train_model`` with the recipe options that TrainOptions does not hold: the validation
+    score early stopping keeps (monitor), pooling of the recurrent states ('last', 'max',
+    'mean'), ``Truncate(truncate)`` of long training texts and the lr schedule."""
+    from passage.preprocessing import Tokenizer, Truncate, check_texts
+    from passage.showcase.training import MIN_FOR_VALIDATION, build_model
+
+    texts = check_texts(texts)
+    y = coding.encode(labels)
+    tokenizer = Tokenizer(max_features=options.max_features, min_df=options.min_df,
+                          character=options.character)
+    tokens = tokenizer.fit_transform(texts)
+    model = build_model(coding, tokenizer, options)
+    if pool != "last":
+        model.layers[1].pool = pool  # read at every forward pass and saved with the config
+    validate = options.validation_split > 0 and len(texts) >= MIN_FOR_VALIDATION
+    cut = Truncate(truncate) if truncate else None
+    model.fit(tokens, y, batch_size=options.batch_size, n_epochs=options.epochs,
+              validation_split=options.validation_split if validate else 0.0,
+              patience=options.patience if validate else None, monitor=monitor,
+              len_filter=cut, lr_schedule=None if lr_schedule == "constant" else lr_schedule)
+    if cut is not None and cut.n_cut_:
+        print(f"passage: {cut.n_cut_:,} training text(s) longer than {truncate} tokens were "
+              f"trained on their first and last {truncate} tokens in all (--truncate); "
+              "prediction reads whole texts", file=sys.stderr)
+    return model
+
+
 # -- predict ---------------------------------------------------------------------------------
+def prediction_header(coding) -> list[str]:
+    """Columns of the predictions CSV: index, prediction and (classes) the probabilities."""
+    if coding.task == "regression":
+        return ["index", "prediction"]
+    return ["index", "prediction", "probability"] + [f"p_{c}" for c in coding.classes]
+
+
 def prediction_rows(coding, outputs) -> tuple[list[str], list[list]]:
     """Header and rows of the predictions CSV (index, prediction, probabilities)."""
     ids = coding.output_ids(outputs)
+    header = prediction_header(coding)
     if coding.task == "regression":
-        return ["index", "prediction"], [[i, f"{v:.6g}"] for i, v in enumerate(ids)]
+        return header, [[i, f"{v:.6g}"] for i, v in enumerate(ids)]
     proba = coding.probabilities(outputs)
-    header = ["index", "prediction", "probability"] + [f"p_{c}" for c in coding.classes]
     rows = [[i, coding.classes[k], f"{p[k]:.6f}", *(f"{q:.6f}" for q in p)]
             for i, (k, p) in enumerate(zip(ids, proba, strict=True))]
     return header, rows
 
 
-def cmd_predict(args) -> int:
-    from passage.showcase.labels import LabelCoding
+def _kept_columns(args):
+    """--keep as read_data's keep: a list of names, ALL, or none."""
+    from passage.showcase.tables import ALL
 
-    _check_out(args.out)
+    if args.keep is None or args.keep == "":
+        return ()
+    if args.keep == ALL:
+        return ALL
+    names = [c.strip() for c in args.keep.split(",")]
+    if not all(names):
+        raise CLIError(f"--keep {args.keep!r}: give column names separated by commas, e.g. "
+                       "--keep id,date (or --keep all)")
+    return list(dict.fromkeys(names))
+
+
+def _cell(value) -> str:
+    """A kept input value as a CSV cell: text as is, JSON values as JSON, missing as empty."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _with_kept(header: list[str], rows: list[list], columns: dict[str, list]):
+    """The predictions with the kept input columns after the index."""
+    clash = sorted(set(columns) & set(header))
+    if clash:
+        raise CLIError(f"the data's column {clash[0]!r} has the name of an output column; "
+                       "rename it, or leave it out of --keep")
+    names = list(columns)
+    header = [header[0], *names, *header[1:]]
+    rows = [[row[0], *(_cell(columns[c][i]) for c in names), *row[1:]]
+            for i, row in enumerate(rows)]
+    return header, rows
+
+
+def cmd_predict(args) -> int:
+    from passage.showcase.tables import read_data
+
     model = _load_model(args.model)
-    coding = LabelCoding.from_model(model)
+    coding = _coding(model)
     text_column, _ = _columns(args, model)
-    texts, _ = _read(args.data, text_column)
-    header, rows = prediction_rows(coding, model.predict(texts))
+    table = read_data(args.data, text_column, keep=_kept_columns(args))
+    _with_kept(prediction_header(coding), [], table.columns)  # a clash fails before predicting
+    header, rows = prediction_rows(coding, model.predict(table.texts))
+    header, rows = _with_kept(header, rows, table.columns)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -205,12 +366,10 @@ def evaluate_outputs(coding, labels, outputs) -> dict[str, float]:
 
 
 def cmd_evaluate(args) -> int:
-    from passage.showcase.labels import LabelCoding
-
     model = _load_model(args.model)
-    coding = LabelCoding.from_model(model)
+    coding = _coding(model)
     text_column, label_column = _columns(args, model)
-    texts, labels = _read(args.data, text_column, label_column)
+    texts, labels = _read(args.data, text_column, label_column, args)
     scores = evaluate_outputs(coding, labels, model.predict(texts))
     if args.json:
         print(json.dumps(scores))
@@ -231,12 +390,9 @@ def cmd_showdown(args) -> int:
         run_showdown,
     )
 
-    for out in (args.png, args.json):
-        if out:
-            _check_out(out)
-    texts, labels = _read(args.data, args.text_column, args.label_column)
+    texts, labels = _read(args.data, args.text_column, args.label_column, args)
     if args.test:
-        test_texts, test_labels = _read(args.test, args.text_column, args.label_column)
+        test_texts, test_labels = _read(args.test, args.text_column, args.label_column, args)
     else:
         n_test = int(round(args.test_fraction * len(texts)))
         if not 0 < n_test < len(texts):
@@ -266,17 +422,15 @@ def cmd_embeddings(args) -> int:
     import numpy as np
 
     from passage.showcase.embedmap import embedding_map
-    from passage.showcase.labels import LabelCoding
 
-    _check_out(args.out)
     model = _load_model(args.model)
-    coding = LabelCoding.from_model(model)
+    coding = _coding(model)
     if coding.task == "multiclass":
         raise CLIError("the embedding map colours words by the average label, which needs a "
                        "binary or regression model; this one has "
                        f"{len(coding.classes)} classes")
     text_column, label_column = _columns(args, model)
-    texts, labels = _read(args.data, text_column, label_column)
+    texts, labels = _read(args.data, text_column, label_column, args)
     values = coding.encode(labels).astype(np.float64)
     name = (f"share labelled {coding.classes[-1]!r}" if coding.task == "binary" else
             f"average {label_column}")
@@ -291,9 +445,6 @@ def cmd_embeddings(args) -> int:
 def cmd_trace(args) -> int:
     from passage.showcase.trace import plot_trace, to_ansi, trace, write_html
 
-    for out in (args.html, args.png):
-        if out:
-            _check_out(out)
     model = _load_model(args.model)
     text = args.text
     if args.file:
@@ -331,6 +482,9 @@ def _add_data_columns(p, label: bool = True, required_defaults: bool = True) -> 
                        help="column (or JSON key) holding the label"
                        + (" (default: %(default)s)" if required_defaults else
                           " (default: the one the model was trained with, else 'label')"))
+        p.add_argument("--drop-missing", action="store_true",
+                       help="skip rows whose label is missing (empty, NA, NaN, N/A, NULL, None) "
+                            "and say how many; without it such rows are an error")
 
 
 def _add_model_options(p, showdown: bool = False) -> None:
@@ -357,7 +511,20 @@ def _add_model_options(p, showdown: bool = False) -> None:
     g.add_argument("--validation-split", type=fraction, default=0.1,
                    help="fraction held out for early stopping; 0 turns it off (0.1)")
     g.add_argument("--patience", type=positive_int, default=2,
-                   help="stop after this many epochs without a better validation cost (2)")
+                   help="stop after this many epochs without a better validation score (2)")
+    g.add_argument("--monitor", choices=["auto", *dict.fromkeys(sum(MONITORS.values(), ()))],
+                   default="auto",
+                   help="validation score that picks the epoch kept and drives early stopping; "
+                        "auto: accuracy for classes, r2 for regression (cost, mse, mae: lower "
+                        "is better; roc_auc binary only, f1_macro multiclass only)")
+    g.add_argument("--pool", choices=["last", "max", "mean"], default="last",
+                   help="what the recurrent layer hands to the output: its last state, or the "
+                        "max or mean over all its states (last)")
+    g.add_argument("--truncate", type=positive_int, default=None, metavar="N",
+                   help="train on the first and last N/2 tokens of texts longer than N "
+                        "(prediction still reads whole texts; default: train on everything)")
+    g.add_argument("--lr-schedule", choices=["constant", "linear"], default="constant",
+                   help="linear: the learning rate falls to 0 over the planned epochs (constant)")
     g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="bf16: mixed-precision training, faster on CPUs with AVX512-BF16/AMX; "
                         "fp16: for GPUs without bfloat16 (fp32)")
@@ -390,12 +557,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict the texts of a data file",
-                       description="Write one CSV row per text: index, prediction and, for "
-                       "classification, the probability of the prediction and of every class.")
+                       description="Write one CSV row per text: index, the input columns "
+                       "named by --keep, the prediction and, for classification, the "
+                       "probability of the prediction and of every class.")
     p.add_argument("model", help="model file written by 'passage train'")
     p.add_argument("data", help="data file with a text column")
     p.add_argument("--out", default="-", help="CSV file to write (default: standard output)")
     _add_data_columns(p, label=False, required_defaults=False)
+    p.add_argument("--keep", default=None, metavar="COLS",
+                   help="input columns to copy into the output after the index, e.g. "
+                        "--keep id,date, so predictions can be joined back; 'all' copies every "
+                        "column but the text (default: none)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="score a model on labelled texts",
@@ -463,11 +635,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXPECTED_ERRORS = (CLIError, ValueError, TypeError, OSError, ImportError, KeyError,
+                   FloatingPointError)
+
+
 def _one_line(error: BaseException) -> str:
+    """The error as one line of at most MAX_ERROR characters; an unexpected kind is named."""
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, KeyError):
         text = f"missing key {text}"
-    return text
+    elif isinstance(error, MemoryError):
+        text = "out of memory" + (f" ({text})" if text != "MemoryError" else "")
+    elif not isinstance(error, EXPECTED_ERRORS):
+        text = f"{type(error).__name__}: {text} (passage --traceback ... shows where)"
+    return text if len(text) <= MAX_ERROR else text[:MAX_ERROR - 3] + "..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -476,15 +657,16 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
+            check_files(args)
             return args.func(args)
         except KeyboardInterrupt:
             print("passage: interrupted", file=sys.stderr)
             return 130
-        except (CLIError, ValueError, TypeError, OSError, ImportError, KeyError,
-                FloatingPointError) as e:
+        except Exception as e:  # noqa: BLE001 - every error is one line unless --traceback
             if args.traceback:
                 traceback.print_exc()
-            print(f"passage {args.command}: error: {_one_line(e)}", file=sys.stderr)
+            sys.stderr.write(f"passage {args.command}: error: {_one_line(e)}\n")
+            sys.stderr.flush()
             return 1
 
 

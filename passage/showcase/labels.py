@@ -158,6 +158,38 @@ class LabelCoding:
             return np.stack([1.0 - p, p], axis=1)
         return outputs
 
+    @classmethod
+    def _checked(cls, task: str, classes) -> LabelCoding:
+        """A coding read from a file: classification needs 2+ distinct JSON scalar names."""
+        if task == "regression":
+            return cls(task)
+        if not isinstance(classes, list) or len(classes) < 2 or not all(
+                isinstance(c, str | int | float) and not isinstance(c, bool) for c in classes):
+            raise ValueError(f"the model's metadata says {task} but its classes are "
+                             f"{_show(classes) if isinstance(classes, list) else repr(classes)}"
+                             ": a list of at least 2 class names is needed")
+        try:
+            keys = [canonical(c) for c in classes]
+        except ValueError as e:
+            raise ValueError(f"the model's class names are not usable: {e}") from None
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"the model's class names repeat: {_show(classes)}")
+        if task == "binary" and len(classes) != 2:
+            raise ValueError(f"the model's metadata says binary but names {len(classes)} "
+                             f"classes: {_show(classes)}")
+        return cls(task, list(classes))
+
+    def check_outputs(self, n_outputs: int) -> None:
+        """Refuse a model whose output layer cannot give this coding's predictions (e.g. a
+        metadata of 3 classes on a layer with 1 output)."""
+        expected = 1 if self.task in ("binary", "regression") else len(self.classes)
+        if n_outputs != expected and not (self.task == "binary" and n_outputs == 2):
+            what = ("1 output" if self.task == "regression" else
+                    f"{len(self.classes)} classes ({_show(self.classes)})")
+            raise ValueError(f"the model's metadata says {self.task} with {what}, but its "
+                             f"output layer has {n_outputs} unit(s): the file is inconsistent;"
+                             " train the model again")
+
     def to_dict(self) -> dict:
         return {"task": self.task, "classes": self.classes}
 
@@ -165,8 +197,11 @@ class LabelCoding:
     def from_model(cls, model) -> LabelCoding:
         """The coding saved with a model (``model.extra_``), or one read off its output layer."""
         extra = getattr(model, "extra_", None) or {}
+        if not isinstance(extra, dict):
+            raise ValueError(f"the model's extra metadata is a {type(extra).__name__}, not a "
+                             "JSON object: the file was not written by 'passage train'")
         if extra.get("task") in TASKS:
-            return cls(extra["task"], extra.get("classes"))
+            return cls._checked(extra["task"], extra.get("classes"))
         last = model.layers[-1]
         activation = str(getattr(last, "activation", "")).lower()
         size = getattr(last, "size", 0)

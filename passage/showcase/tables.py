@@ -2,8 +2,14 @@
 
 The format comes from the file name: ``.csv``, ``.tsv``/``.tab``, ``.jsonl``/``.ndjson``, each
 optionally followed by ``.gz``. Every problem (missing file or column, a row with the wrong
-number of fields, bad JSON, an empty label) is a ``ValueError``/``FileNotFoundError`` that names
+number of fields, bad JSON, a missing label) is a ``ValueError``/``FileNotFoundError`` that names
 the file and line, so the command line can print it as one line.
+
+A label cell that is empty or says ``NA``, ``NaN``, ``N/A``, ``NULL`` or ``None`` (any case,
+spaces around ignored; JSON ``null`` and NaN too) is missing: it never becomes a class. Rows
+without a label are refused, naming their lines, unless ``drop_missing=True`` skips them
+(``Table.dropped`` lists their line numbers). Fields may be of any length: the CSV reader's field
+size limit (131,072 characters by default) is lifted while a file is read.
 
 >>> import os, tempfile
 >>> path = os.path.join(tempfile.mkdtemp(), "reviews.csv")
@@ -14,15 +20,31 @@ the file and line, so the command line can print it as one line.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import json
 import math
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+MISSING = frozenset({"", "na", "nan", "n/a", "null", "none"})  # label cells that mean "no label"
+ALL = "all"  # keep=ALL: every column but the text
+FIELD_LIMIT = 2**31 - 1  # the largest limit a C long holds everywhere: no field is too long
+SHOWN_LINES = 5  # line numbers named in an error about many rows
+
+
+@dataclass
+class Table:
+    """What ``read_data`` read: texts, labels (or None), the kept columns, the dropped rows."""
+
+    texts: list[str]
+    labels: list | None = None
+    columns: dict[str, list] = field(default_factory=dict)  # name -> one value per text
+    dropped: list[int] = field(default_factory=list)  # lines skipped for a missing label
 
 
 def file_format(path: str | os.PathLike) -> str:
@@ -38,10 +60,26 @@ def file_format(path: str | os.PathLike) -> str:
 
 
 def read_table(path: str | os.PathLike, text_column: str = "text",
-               label_column: str | None = None) -> tuple[list[str], list | None]:
+               label_column: str | None = None, *,
+               drop_missing: bool = False) -> tuple[list[str], list | None]:
     """(texts, labels) from ``path``; labels is None when ``label_column`` is None.
 
     CSV/TSV labels are the strings in the file; JSON-lines labels keep their JSON type.
+    drop_missing: skip the rows without a label instead of refusing the file.
+    """
+    table = read_data(path, text_column, label_column, drop_missing=drop_missing)
+    return table.texts, table.labels
+
+
+def read_data(path: str | os.PathLike, text_column: str = "text",
+              label_column: str | None = None, *, keep: Sequence[str] | str = (),
+              drop_missing: bool = False) -> Table:
+    """The texts, labels and other columns of ``path``.
+
+    keep: names of other columns to return in ``Table.columns`` (each must exist), or ``ALL``
+    for every column but the text (JSON lines: every key seen, None where a line lacks it).
+    drop_missing: skip rows whose label is missing (their lines are in ``Table.dropped``);
+    otherwise such rows are refused with their line numbers.
     """
     path = os.fspath(path)
     fmt = file_format(path)
@@ -49,34 +87,73 @@ def read_table(path: str | os.PathLike, text_column: str = "text",
         raise FileNotFoundError(f"no data file at {path!r}")
     if os.path.isdir(path):
         raise ValueError(f"{path!r} is a directory, not a data file")
-    wanted = [text_column] + ([label_column] if label_column is not None else [])
-    texts: list[str] = []
-    labels: list | None = [] if label_column is not None else None
+    keep_all = isinstance(keep, str) and keep == ALL
+    named = [] if keep_all else [keep] if isinstance(keep, str) else list(keep)
+    wanted = list(dict.fromkeys([text_column] + ([label_column] if label_column is not None
+                                                 else []) + named))
+    table = Table([], [] if label_column is not None else None,
+                  {name: [] for name in named if name != text_column})
+    missing: list[tuple[int, object]] = []
     rows = _json_rows(path, wanted) if fmt == "jsonl" else _delimited_rows(path, fmt, wanted)
     try:
-        for where, row in rows:
-            text = row.get(text_column)
-            if text is None:
-                raise ValueError(f"{path}: {where}: no value in column {text_column!r}")
-            if not isinstance(text, str):
-                raise ValueError(f"{path}: {where}: {text_column!r} is {text!r} "
-                                 f"({type(text).__name__}), not a string")
-            texts.append(text)
-            if labels is not None:
-                label = row.get(label_column)
-                if _missing(label):
-                    raise ValueError(f"{path}: {where}: empty label in column {label_column!r}; "
-                                     "fill in or drop the rows without a label")
-                labels.append(label)
+        with contextlib.closing(rows):
+            for n, row in rows:
+                text = _text(path, n, row, text_column)
+                if label_column is not None:
+                    label = row.get(label_column)
+                    if _missing(label):
+                        missing.append((n, label))
+                        continue
+                    table.labels.append(label)
+                table.texts.append(text)
+                _keep(table, row, text_column, keep_all)
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not UTF-8 text ({e.reason}); "
                          "convert it to UTF-8 first") from None
     except (gzip.BadGzipFile, zlib.error, EOFError) as e:
         raise ValueError(f"{path} is not a readable gzip file ({e}); "
                          "drop the .gz from its name if it is not compressed") from None
-    if not texts:
-        raise ValueError(f"{path} has no data rows")
-    return texts, labels
+    if missing and not drop_missing:
+        raise ValueError(_missing_message(path, label_column, missing))
+    table.dropped = [n for n, _ in missing]
+    if not table.texts:
+        raise ValueError(f"{path} has no data rows" if not missing else
+                         f"{path}: none of its {len(missing):,} rows has a label in column "
+                         f"{label_column!r}")
+    return table
+
+
+def _text(path: str, n: int, row: dict, text_column: str) -> str:
+    text = row.get(text_column)
+    if text is None:
+        raise ValueError(f"{path}: line {n}: no value in column {text_column!r}")
+    if not isinstance(text, str):
+        raise ValueError(f"{path}: line {n}: {text_column!r} is {text!r} "
+                         f"({type(text).__name__}), not a string")
+    return text
+
+
+def _keep(table: Table, row: dict, text_column: str, keep_all: bool) -> None:
+    """Append the row's kept values (keep_all: a column first seen now gets None before)."""
+    if keep_all:
+        for name in row:
+            if name != text_column and name not in table.columns:
+                table.columns[name] = [None] * (len(table.texts) - 1)
+    for name, values in table.columns.items():
+        values.append(row.get(name))
+
+
+def _missing_message(path: str, label_column: str, missing: list[tuple[int, object]]) -> str:
+    (first, value), rest = missing[0], missing[1:]
+    what = "empty label" if value is None or (isinstance(value, str) and not value.strip()) \
+        else f"missing label {value!r}"
+    more = ""
+    if rest:
+        lines = ", ".join(str(n) for n, _ in rest[:SHOWN_LINES])
+        etc = ", ..." if len(rest) > SHOWN_LINES else ""
+        more = f" (and {len(rest):,} more without a label: line(s) {lines}{etc})"
+    return (f"{path}: line {first}: {what} in column {label_column!r}{more}; fill in the labels, "
+            "or skip those rows (--drop-missing, drop_missing=True)")
 
 
 def _open(path: str):
@@ -88,11 +165,11 @@ def _missing(value) -> bool:
     if value is None:
         return True
     if isinstance(value, str):
-        return not value.strip()
+        return value.strip().lower() in MISSING
     return isinstance(value, float) and not math.isfinite(value)
 
 
-def _json_rows(path: str, wanted: list[str]) -> Iterator[tuple[str, dict]]:
+def _json_rows(path: str, wanted: list[str]) -> Iterator[tuple[int, dict]]:
     with _open(path) as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
@@ -109,11 +186,22 @@ def _json_rows(path: str, wanted: list[str]) -> Iterator[tuple[str, dict]]:
                 if key not in row:
                     raise ValueError(f"{path}: line {n} has no key {key!r}; its keys are "
                                      f"{', '.join(repr(k) for k in row) or 'none'}")
-            yield f"line {n}", row
+            yield n, row
 
 
-def _delimited_rows(path: str, fmt: str, wanted: list[str]) -> Iterator[tuple[str, dict]]:
+def _delimited_rows(path: str, fmt: str, wanted: list[str]) -> Iterator[tuple[int, dict]]:
+    """(line, row) of a CSV/TSV file. The csv module's field size limit is a process-wide
+    setting: it is raised while this file is read and put back when the reading ends."""
     delimiter = "\t" if fmt == "tsv" else ","
+    limit = csv.field_size_limit(FIELD_LIMIT)
+    try:
+        yield from _parse_delimited(path, fmt, delimiter, wanted)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _parse_delimited(path: str, fmt: str, delimiter: str,
+                     wanted: list[str]) -> Iterator[tuple[int, dict]]:
     with _open(path) as f:
         reader = csv.reader(f, delimiter=delimiter, strict=True)
         try:
@@ -134,7 +222,7 @@ def _delimited_rows(path: str, fmt: str, wanted: list[str]) -> Iterator[tuple[st
                         f"{path}: line {reader.line_num} has {len(row)} fields but the header "
                         f"has {len(header)}; quote fields that contain "
                         f"{'tabs' if fmt == 'tsv' else 'commas'} or line breaks")
-                yield f"line {reader.line_num}", dict(zip(header, row, strict=True))
+                yield reader.line_num, dict(zip(header, row, strict=True))
         except csv.Error as e:
             raise ValueError(f"{path}: line {reader.line_num} is malformed {fmt.upper()} ({e})"
                              ) from None
