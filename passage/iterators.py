@@ -108,8 +108,12 @@ class Padded:
         self.max_tokens = max_tokens
 
     def get_config(self) -> dict:
-        return {"size": self.size, "shuffle": self.shuffle,
-                "max_tokens": getattr(self, "max_tokens", DEFAULT_MAX_TOKENS)}
+        """The constructor arguments to save; ``max_tokens`` when it is not the default (a
+        file without it loads with the default)."""
+        config = {"size": self.size, "shuffle": self.shuffle}
+        if getattr(self, "max_tokens", DEFAULT_MAX_TOKENS) != DEFAULT_MAX_TOKENS:
+            config["max_tokens"] = self.max_tokens
+        return config
 
     def batches(self, lengths: np.ndarray, train: bool = True,
                 rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:

@@ -84,18 +84,20 @@ def test_2015_positional_arguments_still_work():
     it = SortedPadded(32)
     assert (it.size, it.shuffle, it.max_tokens) == (32, True, DEFAULT_MAX_TOKENS)
     it = Padded(16, False, "int32", "float32")
-    assert it.get_config() == {"size": 16, "shuffle": False, "max_tokens": DEFAULT_MAX_TOKENS}
+    assert it.get_config() == {"size": 16, "shuffle": False}  # the default is not written
+    assert Padded(max_tokens=None).get_config()["max_tokens"] is None
     assert isinstance(iterators.get("sortedpadded"), SortedPadded)
 
 
-def test_max_tokens_survives_save_and_load(tmp_path):
+@pytest.mark.parametrize("budget", [999, None])
+def test_max_tokens_survives_save_and_load(tmp_path, budget):
     from passage.utils import load, save
 
     model = RNN([Embedding(size=4, n_features=10), GatedRecurrent(size=4),
                  Dense(size=1, activation="sigmoid")], cost="bce", verbose=0, seed=0,
-                iterator=SortedPadded(size=8, max_tokens=999))
+                iterator=SortedPadded(size=8, max_tokens=budget))
     model.fit([[1, 2, 3], [4, 5]] * 4, [0, 1] * 4)
     save(model, tmp_path / "m.passage")
     back = load(tmp_path / "m.passage")
-    assert (back.iterator.size, back.iterator.max_tokens) == (8, 999)
-    assert back.get_config()["iterator"]["config"]["max_tokens"] == 999
+    assert (back.iterator.size, back.iterator.max_tokens) == (8, budget)
+    assert back.get_config()["iterator"]["config"]["max_tokens"] == budget
