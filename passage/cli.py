@@ -1,7 +1,7 @@
 """``passage``: train, use and show text models from the command line.
 
     passage train reviews.csv --text-column text --label-column label --out model.passage
-    passage predict model.passage new.csv --out predictions.csv
+    passage predict model.passage new.csv --out predictions.csv --keep id
     passage evaluate model.passage test.jsonl.gz
     passage showdown train.csv --test test.csv --sizes 1000 5000 --png curve.png
     passage embeddings model.passage train.csv --out words.png
@@ -11,6 +11,11 @@ Data files are CSV, TSV or JSON lines (gzip too), told apart by their names. Eve
 line on stderr and a non-zero exit status (1; 2 for bad arguments); ``passage --traceback
 COMMAND ...`` shows where an error came from. No command writes over one of its own inputs (the
 same file, also through a symlink or a hard link): that is refused before any work is done.
+
+Choices made here: ``train`` keeps the epoch with the best validation accuracy (classes) or R^2
+(regression) unless ``--monitor`` says otherwise; a label cell that is empty or NA/NaN/N/A/
+NULL/None is refused unless ``--drop-missing``; ``predict`` writes the index and predictions,
+plus the input columns named by ``--keep`` (``--keep all``: every column but the text).
 """
 
 from __future__ import annotations

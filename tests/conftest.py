@@ -37,3 +37,20 @@ def compiled():
         if os.environ.get("PASSAGE_REQUIRE_COMPILED"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture
+def chromium():
+    """(browser, driver) paths of Debian's chromium and chromium-driver for the browser test:
+    skipped without them, except in CI (.ci/run installs them and sets PASSAGE_REQUIRE_BROWSER),
+    where a missing browser fails the test."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if browser is None or driver is None:
+        message = "headless Chromium not installed (apt-get install chromium chromium-driver)"
+        if os.environ.get("PASSAGE_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return browser, driver

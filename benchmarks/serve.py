@@ -1,0 +1,205 @@
+"""`passage serve` under load: requests/s, reviews/s, latency percentiles, errors and memory,
+beside in-process ``model.predict`` on the same IMDB test reviews in the same run.
+
+The server runs as a subprocess on 127.0.0.1 (``passage serve MODEL --port 0``); a bounded load
+generator (asyncio, plain HTTP/1.1 keep-alive connections: the client itself costs little CPU)
+sends one review per request at concurrency 1, 8 and 64, each phase ending after a fixed number
+of requests or its time limit. The concurrency-64 phase runs for ``--soak-seconds`` (60) and the
+server's RSS is read at its start and end. Then SIGTERM, and the exit status is checked.
+
+    python benchmarks/serve.py [--data /work/shared/data/imdb] [--model FILE] [--json out.json]
+
+Without --model, the 2015 example model (Embedding 128 -> GRU 128 -> Dense 1) is trained for one
+epoch on ``--train-size`` training reviews first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import numpy as np
+
+from passage.datasets import load_imdb
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def train(data: str, n: int, path: str) -> None:
+    from passage.io import save
+    from passage.showcase.training import TrainOptions, train_model
+
+    texts, labels = load_imdb(data, "train")
+    order = np.random.default_rng(0).permutation(len(texts))[:n]
+    began = time.time()
+    model = train_model([texts[i] for i in order], [labels[i] for i in order],
+                        options=TrainOptions(epochs=1, validation_split=0.0))
+    save(model, path)
+    print(f"trained the 2015 example model on {n:,} reviews, 1 epoch, in "
+          f"{time.time() - began:.0f}s", flush=True)
+
+
+def in_process(path: str, texts: list[str]) -> float:
+    """Best reviews/s of model.predict on all the texts (two runs)."""
+    from passage.io import load
+
+    model = load(path)
+    model.predict(texts[:64])
+    best = 0.0
+    for _ in range(2):
+        began = time.perf_counter()
+        model.predict(texts)
+        best = max(best, len(texts) / (time.perf_counter() - began))
+    return best
+
+
+def start_server(path: str, extra: list[str]) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "passage.cli", "serve", path, "--port", "0",
+                             "--log-level", "warning", *extra],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    port = None
+    while port is None and time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise SystemExit(f"the server exited ({proc.wait()}) before listening")
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        port = int(m.group(1)) if m else None
+    if port is None:
+        proc.kill()
+        raise SystemExit("the server did not start listening within 120 s")
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as r:
+                if r.status == 200:
+                    return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the server was not ready within 120 s")
+
+
+async def _one(reader, writer, body: bytes, port: int) -> tuple[int, bytes]:
+    writer.write(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+                 b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (port, len(body), body))
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    return status, await reader.readexactly(length)
+
+
+async def load(port: int, bodies: list[bytes], concurrency: int, n_requests: int,
+               seconds: float) -> dict:
+    """``concurrency`` connections send requests until ``n_requests`` are answered or the
+    time is up; latencies of the answered ones."""
+    latencies, errors, sent = [], 0, 0
+    deadline = time.perf_counter() + seconds
+
+    async def client():
+        nonlocal errors, sent
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while sent < n_requests and time.perf_counter() < deadline:
+                body = bodies[sent % len(bodies)]
+                sent += 1
+                began = time.perf_counter()
+                try:
+                    status, _ = await asyncio.wait_for(_one(reader, writer, body, port), 30)
+                except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                    errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                latencies.append(time.perf_counter() - began)
+                errors += status != 200
+        finally:
+            writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    wall = time.perf_counter() - began
+    ms = np.array(latencies) * 1000
+    return {"concurrency": concurrency, "requests": len(latencies), "seconds": wall,
+            "requests_per_s": len(latencies) / wall, "reviews_per_s": len(latencies) / wall,
+            "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)), "errors": errors}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="/work/shared/data/imdb")
+    ap.add_argument("--model", help="a model file (default: train one)")
+    ap.add_argument("--train-size", type=int, default=5000)
+    ap.add_argument("--reviews", type=int, default=4000, help="test reviews to send")
+    ap.add_argument("--requests", type=int, default=2000, help="requests per short phase")
+    ap.add_argument("--soak-seconds", type=float, default=60.0)
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--server-args", default="", help="extra 'passage serve' flags")
+    args = ap.parse_args()
+    if not os.path.exists(os.path.join(args.data, "test.jsonl.gz")):
+        raise SystemExit(f"no IMDB data in {args.data!r} (test.jsonl.gz, train.jsonl.gz): give "
+                         "--data DIR")
+    texts, _ = load_imdb(args.data, "test")
+    order = np.random.default_rng(1).permutation(len(texts))[:args.reviews]
+    texts = [texts[i] for i in order]
+    lengths = np.array([len(t) for t in texts])
+    median = texts[int(np.argsort(lengths)[len(texts) // 2])]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.model
+        if path is None:
+            path = os.path.join(tmp, "imdb.passage")
+            train(args.data, args.train_size, path)
+        local = in_process(path, texts)
+        print(f"in-process model.predict: {local:,.0f} reviews/s on {len(texts):,} reviews",
+              flush=True)
+        proc, port = start_server(path, args.server_args.split())
+        bodies = [json.dumps({"inputs": t}).encode() for t in texts]
+        rows = []
+        try:
+            phases = [("median review", [json.dumps({"inputs": median}).encode()], 1, 500, 60),
+                      ("reviews", bodies, 1, args.requests // 2, 60),
+                      ("reviews", bodies, 8, args.requests, 60),
+                      ("reviews", bodies, 64, 10 ** 9, args.soak_seconds)]
+            for name, sent, concurrency, n, seconds in phases:
+                rss_start = rss_mib(proc.pid)
+                row = asyncio.run(load(port, sent, concurrency, n, seconds))
+                row.update(name=name, rss_start_mib=rss_start, rss_end_mib=rss_mib(proc.pid))
+                rows.append(row)
+                print(f"{name:>13} c={concurrency:<3} {row['requests']:>6} req "
+                      f"{row['requests_per_s']:>7,.0f} req/s {row['reviews_per_s']:>7,.0f} "
+                      f"reviews/s  p50 {row['p50_ms']:6.1f} p95 {row['p95_ms']:6.1f} p99 "
+                      f"{row['p99_ms']:6.1f} ms  errors {row['errors']}  RSS "
+                      f"{rss_start:.0f} -> {row['rss_end_mib']:.0f} MiB", flush=True)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            status = proc.wait(60)
+        soak = rows[-1]
+        print(f"served at c=64: {soak['reviews_per_s'] / local:.0%} of in-process; median "
+              f"review ({len(median):,} chars) p50 at c=1: {rows[0]['p50_ms']:.1f} ms; RSS over "
+              f"{soak['seconds']:.0f}s: {soak['rss_end_mib'] / soak['rss_start_mib'] - 1:+.1%}; "
+              f"server exit status after SIGTERM: {status}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                       "in_process_reviews_per_s": local, "median_chars": len(median),
+                       "phases": rows, "exit_status": status}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

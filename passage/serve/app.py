@@ -1,0 +1,225 @@
+"""``create_app(model_or_path)``: the ASGI application of ``passage serve`` (FastAPI).
+
+Routes: ``POST /predict``, ``POST /trace``, ``GET /`` (the live reading-trace page),
+``GET /health``, ``/ready``, ``/metadata``, ``/metrics``; the OpenAPI schema at ``/openapi.json``
+and ``/docs``. Every answer is JSON (the page and the metrics excepted), errors included:
+``{"error": message, "status": code}``, never a traceback or a file path. The app can be
+mounted in another ASGI application (``parent.mount("/sentiment", create_app(path))``).
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, which
+# name classes imported inside create_app
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from passage.serve import schema
+from passage.serve.batcher import Batcher, Overloaded
+from passage.serve.metrics import CONTENT_TYPE, Counter, Gauge, Histogram, render
+from passage.serve.page import PAGE
+from passage.serve.predictor import InputError, Predictor
+from passage.serve.requests import ApiError, Limits, parse_predict, parse_trace, read_json
+
+log = logging.getLogger("passage.serve")
+ROUTES = ("/", "/predict", "/trace", "/health", "/ready", "/metadata", "/metrics", "/docs",
+          "/openapi.json")
+OPEN_ROUTES = ("/health",)  # answered without the API key
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+WARM_UP = "Warming up: the first prediction."
+
+
+def _need_fastapi():
+    try:
+        import fastapi
+    except ImportError:
+        raise ImportError("passage serve needs FastAPI and uvicorn: pip install "
+                          "'passage[serve]'") from None
+    return fastapi
+
+
+class _Metrics:
+    def __init__(self, batcher: Batcher):
+        self.requests = Counter("passage_requests_total", "HTTP requests answered.",
+                                ("route", "status"))
+        self.errors = Counter("passage_request_errors_total",
+                              "HTTP requests answered with a 4xx or 5xx status.",
+                              ("route", "status"))
+        self.latency = Histogram("passage_request_duration_seconds",
+                                 "Time from request to response.", _SECONDS, ("route",))
+        self.batch_size = Histogram("passage_batch_size", "Texts per forward pass.",
+                                    (1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        self.batch_seconds = Histogram("passage_batch_duration_seconds",
+                                       "Time of a forward pass.", _SECONDS)
+        self.passes = Counter("passage_forward_passes_total", "Batches run through the model.")
+        self.texts = Counter("passage_texts_total", "Texts run through the model.")
+        self.depth = Gauge("passage_queue_depth", "Texts waiting for a batch.",
+                           lambda: batcher.depth)
+
+    def batch(self, n: int, seconds: float) -> None:
+        self.batch_size.observe(n)
+        self.batch_seconds.observe(seconds)
+        self.passes.inc()
+        self.texts.inc(n)
+
+    def text(self) -> str:
+        return render([self.requests, self.errors, self.latency, self.batch_size,
+                       self.batch_seconds, self.passes, self.texts, self.depth])
+
+
+def _route(scope: dict) -> str:
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):] or "/"
+    return path if path in ROUTES else "other"
+
+
+def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 5.0,
+               max_queue: int = 1024, limits: Limits | None = None,
+               api_key: str | None = None, cors_origins: list[str] | None = None):
+    """The service for a model file (or a fitted ``RNN`` with a tokenizer, or a ``Tagger``).
+
+    The model is loaded now: a missing or damaged file raises here, before anything serves.
+    max_batch_size / max_wait_ms: how concurrent texts are gathered into forward passes.
+    max_queue: texts that may wait; beyond it requests get 503 with Retry-After.
+    limits: body bytes, texts per request, characters per text (413 / 422 beyond them).
+    api_key: if set, every route but /health needs ``Authorization: Bearer <api_key>``.
+    cors_origins: origins allowed to call from a browser (default: none, CORS off).
+    """
+    fastapi = _need_fastapi()
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.exceptions import HTTPException
+    from starlette.middleware.cors import CORSMiddleware
+
+    predictor = Predictor(model_or_path)
+    limits = limits or Limits()
+    batcher = Batcher(predictor.outputs, max_batch_size, max_wait_ms, max_queue)
+    metrics = _Metrics(batcher)
+    batcher.on_batch = metrics.batch
+    state = {"ready": False}
+
+    async def warm_up() -> None:
+        await batcher.submit([WARM_UP])
+        state["ready"] = True
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        await warm_up()
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            batcher.stop()
+            predictor.close()
+
+    app = fastapi.FastAPI(title="Passage", version=predictor.metadata()["passage_version"],
+                          description=schema.DESCRIPTION, lifespan=lifespan)
+    app.state.predictor, app.state.batcher, app.state.metrics = predictor, batcher, metrics
+
+    def error(status: int, message: str, headers: dict | None = None):
+        return JSONResponse({"error": message, "status": status}, status, headers=headers)
+
+    def guarded(fn: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
+        async def run(request: fastapi.Request):
+            try:
+                return await fn(request)
+            except ApiError as e:
+                return error(e.status, e.message, e.headers)
+            except InputError as e:
+                return error(422, str(e))
+            except Overloaded:
+                return error(503, "the server is busy (its queue is full): retry after a "
+                                  "second, or send fewer texts at once", {"Retry-After": "1"})
+            except Exception:
+                log.exception("error answering %s", request.url.path)
+                return error(500, "internal error while predicting; the server log has the "
+                                  "details")
+        run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+        return run
+
+    @app.post("/predict", openapi_extra=schema.body(schema.PredictRequest),
+              responses=schema.answers(schema.PredictResponse))
+    @guarded
+    async def predict(request: fastapi.Request):
+        """Predict one text or a list of texts (batched with concurrent requests)."""
+        texts, single, top_k = parse_predict(await read_json(request, limits), limits)
+        outputs = await batcher.submit(texts)
+        answers = [predictor.answer(t, o, top_k) for t, o in zip(texts, outputs, strict=True)]
+        return JSONResponse(answers[0] if single else answers)
+
+    @app.post("/trace", openapi_extra=schema.body(schema.TraceRequest),
+              responses=schema.answers(schema.TraceResponse))
+    @guarded
+    async def trace(request: fastapi.Request):
+        """The prediction after every token of one text, with offsets and colours."""
+        text = parse_trace(await read_json(request, limits), limits)
+        return JSONResponse(await batcher.call(lambda: predictor.trace(text)))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return HTMLResponse(PAGE)
+
+    @app.get("/health")
+    async def health():
+        """The process is alive (no API key needed)."""
+        return {"status": "ok"}
+
+    @app.get("/ready", responses={503: {"description": "not warmed up yet, or stopping"}})
+    @guarded
+    async def ready(request: fastapi.Request):
+        """The model is loaded and has answered a first prediction."""
+        if not state["ready"]:
+            await warm_up()
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metadata")
+    async def metadata():
+        """Task, labels, vocabulary size, layers, Passage version, sha256 of the model file,
+        and the server's limits."""
+        return {**predictor.metadata(),
+                "limits": {"max_body_bytes": limits.max_body_bytes,
+                           "max_texts": limits.max_texts, "max_chars": limits.max_chars,
+                           "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
+                           "max_queue": max_queue}}
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics_text():
+        """Counters and histograms in the Prometheus text format."""
+        return Response(metrics.text(), media_type=CONTENT_TYPE)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc):  # 404, 405 from routing
+        message = {404: f"no route {request.url.path!r}: see /docs",
+                   405: f"{request.method} is not allowed on {request.url.path!r}"}
+        return error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
+
+    @app.middleware("http")
+    async def measure_and_guard(request: fastapi.Request, call_next):
+        route, began = _route(request.scope), time.perf_counter()
+        if api_key is not None and route not in OPEN_ROUTES and not _authorized(request,
+                                                                                api_key):
+            response = error(401, "this server needs an API key: send the header "
+                                  "'Authorization: Bearer <key>'",
+                             {"WWW-Authenticate": "Bearer"})
+        else:
+            response = await call_next(request)
+        status = str(response.status_code)
+        metrics.requests.inc(route=route, status=status)
+        if response.status_code >= 400:
+            metrics.errors.inc(route=route, status=status)
+        metrics.latency.observe(time.perf_counter() - began, route=route)
+        return response
+
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    return app
+
+
+def _authorized(request, api_key: str) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
+                                                              api_key.encode())

@@ -1,0 +1,224 @@
+"""The model behind the service: load it, say what it is, and turn its outputs into answers.
+
+Answers follow the Hugging Face pipelines: text classification gives ``[{"label", "score"}, ...]``
+per text (best first, ``top_k`` of them, labels as the model file names them); regression gives
+``{"value": x}``; a tagger gives one ``{"entity", "score", "index", "word", "start", "end"}`` per
+token, as token classification does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from passage.lm import LanguageModel
+from passage.models import RNN
+from passage.preprocessing import tokenize
+from passage.showcase.labels import LabelCoding
+from passage.tagging import Tagger
+
+TRACE_PREFIX_LIMIT = 1000  # tokens: a model that reads backwards predicts every prefix
+
+
+class InputError(ValueError):
+    """A text the model cannot answer: the client's to fix (answered with 422)."""
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def spans(text: str, tokens: list[str]) -> list[tuple[int, int]] | None:
+    """Character offsets of ``tokens`` in ``text`` (tokens in order, separated by spaces or
+    nothing), or None when a token is not spelled as in the text (e.g. lowercased forms)."""
+    out, pos = [], 0
+    for token in tokens:
+        start = text.find(token, pos)
+        if start < 0 or text[pos:start].strip(" "):
+            return None
+        pos = start + len(token)
+        out.append((start, pos))
+    return out
+
+
+def core_pool(n: int) -> ThreadPoolExecutor:
+    """``n`` threads that each run torch on one core (one intra-op thread): a batch per core,
+    and no cross-thread synchronisation inside the small matmuls of a lone text."""
+    main = torch.get_num_threads()
+    started = threading.Barrier(n + 1)
+
+    def one_core():
+        torch.get_num_threads()  # torch sets up this thread's count first, then we lower it
+        torch.set_num_threads(1)
+
+    pool = ThreadPoolExecutor(n, initializer=one_core, thread_name_prefix="passage-core")
+    for _ in range(n):
+        pool.submit(started.wait, 10)
+    started.wait(10)
+    torch.set_num_threads(main)  # what threads new to torch start with, as it was
+    return pool
+
+
+def split_by_tokens(lengths: list[int], parts: int) -> list[list[int]]:
+    """Indices in ``parts`` groups of about equal total length (longest first, each to the
+    lightest group so far); empty groups dropped."""
+    groups, loads = [[] for _ in range(parts)], [0] * parts
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        k = loads.index(min(loads))
+        groups[k].append(i)
+        loads[k] += lengths[i] + 1
+    return [g for g in groups if g]
+
+
+def _load(path: str):
+    from passage.io import load, read
+
+    if os.path.isdir(path):
+        raise ValueError(f"{os.path.basename(path)!r} is a directory, not a model file")
+    meta, _ = read(path)  # clear errors for missing, truncated or foreign files
+    if (meta.get("extra") or {}).get("tagger") is not None:
+        return Tagger.load(path)
+    return load(path)
+
+
+class Predictor:
+    """A text classifier, regressor or tagger ready to answer texts.
+
+    model_or_path: a model file (``passage train``, ``passage.io.save``, ``Tagger.save``) or a
+    fitted ``RNN`` with a tokenizer, or a fitted ``Tagger``.
+    """
+
+    def __init__(self, model_or_path):
+        self.sha256_ = None
+        if isinstance(model_or_path, str | os.PathLike):
+            path = os.fspath(model_or_path)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"no model file at {path!r}")
+            self.sha256_ = file_sha256(path) if os.path.isfile(path) else None
+            model_or_path = _load(path)
+        self.tagger_ = model_or_path if isinstance(model_or_path, Tagger) else None
+        if self.tagger_ is not None:
+            if not hasattr(self.tagger_, "model_"):
+                raise ValueError("this Tagger is not fitted: fit or load it first")
+            self.rnn_, self.coding_, self.task_ = self.tagger_.model_, None, "tagging"
+            return
+        model = model_or_path
+        if isinstance(model, LanguageModel) or not isinstance(model, RNN):
+            raise TypeError(f"serve answers text classifiers, regressors and taggers; got a "
+                            f"{type(model).__name__}")
+        if not model.fitted_:
+            raise ValueError("this RNN has not been trained: fit it or load a trained model")
+        if model.tokenizer is None:
+            raise ValueError("this model has no tokenizer, so it cannot read raw text; save it "
+                             "with its tokenizer (RNN(..., tokenizer=tok))")
+        self.rnn_, self.coding_ = model, LabelCoding.from_model(model)
+        self.task_ = self.coding_.task
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """The threads the model runs on, one per core (made on first use)."""
+        if getattr(self, "_pool", None) is None:
+            on_cpu = self.rnn_.device.type == "cpu"
+            self._cores = max(1, torch.get_num_threads()) if on_cpu else 1
+            self._pool = core_pool(self._cores)
+        return self._pool
+
+    def close(self) -> None:
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    @property
+    def labels(self) -> list | None:
+        if self.tagger_ is not None:
+            return list(self.tagger_.tags_)
+        return None if self.coding_.classes is None else list(self.coding_.classes)
+
+    def metadata(self) -> dict:
+        """What the model is: task, labels, vocabulary, layers, file hash."""
+        from passage import __version__
+
+        tok = self.rnn_.tokenizer
+        vocab = tok.n_features if tok is not None else self.tagger_.features_.n_features_
+        return {"task": self.task_, "labels": self.labels, "vocabulary_size": int(vocab),
+                "character_tokens": bool(tok is not None and tok.character),
+                "layers": self.rnn_.get_config()["layers"], "passage_version": __version__,
+                "model_sha256": self.sha256_}
+
+    # -- prediction (on the batcher's worker thread) ----------------------------------------------
+    def outputs(self, texts: list[str]) -> list:
+        """The model's raw outputs, one per text: tokenized at once, then ``predict`` on a
+        share of about equal tokens per core, side by side."""
+        pool = self.pool
+        if self.tagger_ is not None:
+            words = [tokenize(t) for t in texts]
+            ids = self.tagger_.features_.transform(words)
+        else:
+            ids = self.rnn_.tokenizer.transform(texts)
+        groups = split_by_tokens([len(x) for x in ids], self._cores)
+        futures = [pool.submit(self.rnn_.predict, [ids[i] for i in g], len(g)) for g in groups]
+        results: list = [None] * len(texts)
+        for group, future in zip(groups, futures, strict=True):
+            for i, out in zip(group, future.result(), strict=True):
+                results[i] = out
+        if self.tagger_ is not None:
+            return list(zip(words, results, strict=True))
+        return results
+
+    def answer(self, text: str, output, top_k: int | None = None):
+        """The JSON answer for one text from its output."""
+        if self.tagger_ is not None:
+            return self._tags(text, *output)
+        if self.task_ == "regression":
+            return {"value": float(output[0])}
+        proba = self.coding_.probabilities(np.asarray(output)[None, :])[0]
+        order = np.argsort(-proba, kind="stable")[:top_k]
+        return [{"label": self.coding_.classes[i], "score": float(proba[i])} for i in order]
+
+    def _tags(self, text: str, words: list[str], probs: np.ndarray) -> list[dict]:
+        where = spans(text, words) or [(None, None)] * len(words)
+        best = probs.argmax(-1)
+        return [{"entity": self.tagger_.tags_[k], "score": float(probs[i, k]), "index": i,
+                 "word": w, "start": s, "end": e}
+                for i, (w, k, (s, e)) in enumerate(zip(words, best, where, strict=True))]
+
+    def trace(self, text: str) -> dict:
+        """The reading trace as data: each token, its offsets, the prediction after it and
+        its colour on the red (low) - white - blue (high) scale of ``passage trace``."""
+        from passage.showcase.trace import colour, trace
+
+        if self.tagger_ is not None:
+            raise InputError("this model tags tokens: /predict already gives a tag per token")
+        n = len(self.rnn_.tokenizer.transform([text])[0])
+        if n == 0:
+            raise InputError("the text has no tokens to trace; give some words")
+        if n > TRACE_PREFIX_LIMIT and self._reads_backwards():
+            raise InputError(f"the text has {n} tokens; this model reads backwards too, so a "
+                             f"trace predicts every prefix: send at most {TRACE_PREFIX_LIMIT}")
+        tr = self.pool.submit(trace, self.rnn_, text, self.coding_).result()
+        where = spans(text, tr.tokens) or [(None, None)] * len(tr.tokens)
+        tokens = []
+        for i, (token, (s, e)) in enumerate(zip(tr.tokens, where, strict=True)):
+            item = {"token": token, "start": s, "end": e, "value": float(tr.values[i]),
+                    "rgb": list(colour(float(tr.values[i]), tr.low, tr.center, tr.high))}
+            if self.task_ != "regression":
+                item.update(self.answer(text, tr.outputs[i], 1)[0])
+            tokens.append(item)
+        return {"tokens": tokens, "meaning": tr.meaning,
+                "prediction": tr.final if self.task_ == "regression" else
+                self.answer(text, tr.outputs[-1]),
+                "scale": {"low": tr.low, "center": tr.center, "high": tr.high},
+                "one_pass": tr.one_pass, "character_tokens": tr.character}
+
+    def _reads_backwards(self) -> bool:
+        return any(tuple(getattr(la, "reversed", (False,))) != (False,)
+                   for la in self.rnn_.layers if la.is_recurrent)
