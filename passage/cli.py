@@ -474,6 +474,42 @@ def cmd_trace(args) -> int:
     return 0
 
 
+# -- serve -----------------------------------------------------------------------------------
+def cmd_serve(args) -> int:
+    from passage.serve.app import create_app
+    from passage.serve.requests import Limits
+    from passage.serve.server import run
+
+    if not args.max_wait_ms >= 0:
+        raise CLIError(f"--max-wait-ms must be 0 or more, got {args.max_wait_ms}")
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
+                    max_chars=args.max_chars)
+    app = create_app(args.model, max_batch_size=args.max_batch_size,
+                     max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, limits=limits,
+                     api_key=args.api_key or os.environ.get("PASSAGE_API_KEY") or None,
+                     cors_origins=args.cors_origin)
+    if not run(app, args.host, args.port, log_level=args.log_level):
+        raise CLIError("the server did not start (the log above says why)")
+    return 0
+
+
+# -- export ----------------------------------------------------------------------------------
+def cmd_export(args) -> int:
+    from passage.export import export_model, tokenizer_path
+    from passage.io import load
+
+    if os.path.isdir(args.model):
+        raise CLIError(f"{args.model!r} is a directory, not a model file")
+    tok_out = tokenizer_path(args.out)
+    if same_file(tok_out, args.model):
+        raise CLIError(f"refusing to write {tok_out!r}: it is the model file; choose another "
+                       "--out")
+    onnx_path, tok_path = export_model(load(args.model), args.out)
+    _say(args, f"wrote {onnx_path}" + (f" and {tok_path}" if tok_path else
+                                       " (the model has no Passage Tokenizer to export)"))
+    return 0
+
+
 # -- the parser ------------------------------------------------------------------------------
 def _add_data_columns(p, label: bool = True, required_defaults: bool = True) -> None:
     default_text = DEFAULTS["text_column"] if required_defaults else None
@@ -637,6 +673,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="ANSI colours in the terminal (default: auto, when it is one)")
     p.set_defaults(func=cmd_trace)
+
+    p = sub.add_parser("serve", formatter_class=fmt, help="serve a model over HTTP",
+                       description="Answer POST /predict and /trace over HTTP (FastAPI on "
+                       "uvicorn; pip install 'passage[serve]'), with a live reading-trace page "
+                       "at /, /health, /ready, /metadata and Prometheus /metrics. Concurrent "
+                       "requests are batched. SIGTERM finishes in-flight requests, then exits.")
+    p.add_argument("model", help="model file written by 'passage train' or Tagger.save")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 serves other machines too")
+    p.add_argument("--port", type=nonnegative_int, default=8000, help="port (0: any free one)")
+    p.add_argument("--max-batch-size", type=positive_int, default=64,
+                   help="most texts per forward pass")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="longest wait to fill a batch while requests are concurrent")
+    p.add_argument("--max-queue", type=positive_int, default=1024,
+                   help="texts that may wait; beyond, 503 with Retry-After")
+    p.add_argument("--max-body-bytes", type=positive_int, default=4 << 20,
+                   help="largest request body (413 beyond)")
+    p.add_argument("--max-texts", type=positive_int, default=256,
+                   help="most texts per request (422 beyond)")
+    p.add_argument("--max-chars", type=positive_int, default=100_000,
+                   help="most characters per text (422 beyond)")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but "
+                   "/health (default: $PASSAGE_API_KEY, else none)")
+    p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                   help="allow browser calls from this origin (repeatable; default: CORS off)")
+    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
+                   default="info", help="uvicorn's log level")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="write a model as ONNX plus a tokenizer.json",
+                       description="Write the model as an ONNX file (inputs: token ids and "
+                       "lengths; pip install 'passage[export]') and its tokenizer as a Hugging "
+                       "Face tokenizer.json beside it (model.onnx -> model.tokenizer.json) that "
+                       "gives the same ids. See docs/export.md.")
+    p.add_argument("model", help="model file written by 'passage train' or Tagger.save")
+    p.add_argument("--out", required=True, help="ONNX file to write, e.g. model.onnx")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
