@@ -20,8 +20,10 @@ features) after a recurrent layer that returns only its last state.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import operator
+import threading
 
 import numpy as np
 import torch
@@ -42,6 +44,32 @@ from passage.recurrent import (
 
 DIRECTIONS = {"forward": (False,), "backward": (True,), "bi": (False, True),
               "bidirectional": (False, True)}
+
+
+_CALL = threading.local()  # per thread: is this thread running the layers for inference?
+
+
+@contextlib.contextmanager
+def inference():
+    """Run the layers' inference behaviour in this thread (no dropout; the recurrent layers'
+    padding-skipping path), whatever their modules' train/eval mode. ``RNN.predict`` runs in
+    it rather than calling ``eval()``, so it never flips the mode that a ``fit`` running in
+    another thread relies on. Thread-local: the other threads are untouched."""
+    before = getattr(_CALL, "inference", False)
+    _CALL.inference = True
+    try:
+        yield
+    finally:
+        _CALL.inference = before
+
+
+def is_training(module: nn.Module) -> bool:
+    """Whether ``module`` runs its training behaviour (dropout) in this call: it is in training
+    mode and this thread is not in ``inference()``. A layer of your own should decide its
+    dropout with it rather than with ``self.training``, to be safe from a concurrent predict."""
+    return module.training and not getattr(_CALL, "inference", False)
+
+
 
 
 class Layer(nn.Module):
@@ -183,7 +211,7 @@ class Dense(Layer):
         self._set_weights()
 
     def forward(self, x, lengths, pre_act: bool = False):
-        x = F.dropout(x, self.p_drop, self.training)
+        x = F.dropout(x, self.p_drop, is_training(self))
         y = F.linear(x, self.w, self.b)
         # under mixed precision the activation runs in float32: a bfloat16 sigmoid saturates
         # to exactly 1 (and a zero gradient) from pre-activations of about 6 up
@@ -234,14 +262,14 @@ class AdaptiveSoftmax(Layer):
                                                  div_value=self.div_value)
 
     def forward(self, x, lengths, pre_act: bool = False):
-        x = F.dropout(x, self.p_drop, self.training)
+        x = F.dropout(x, self.p_drop, is_training(self))
         logp = self.asm.log_prob(x.reshape(-1, self.n_in)).reshape(*x.shape[:-1], self.size)
         return (logp if pre_act else logp.exp()), lengths
 
     def cost(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean negative log-probability of ``target`` ids, computing only the clusters they
         fall in (what makes training cheap)."""
-        x = F.dropout(x, self.p_drop, self.training)
+        x = F.dropout(x, self.p_drop, is_training(self))
         with torch.autocast(x.device.type, enabled=False):  # log-probabilities in float32
             return self.asm(full_precision(x).reshape(-1, self.n_in), target.reshape(-1)).loss
 
@@ -340,7 +368,7 @@ class _Recurrent(Layer):
         """One direction over the padded batch: (outputs, final state)."""
         state = d.initial_state(x.shape[0]) if state is None else state
         w_hh = d.w_hh
-        if self.recurrent_dropout > 0 and self.training:  # DropConnect: keeps the fused kernel
+        if self.recurrent_dropout > 0 and is_training(self):  # DropConnect: keeps the fused kernel
             w_hh = F.dropout(w_hh, self.recurrent_dropout, True)
         weights = [d.w_ih, w_hh, d.b_ih, d.b_hh]
         k = self.truncate_gradient
@@ -370,7 +398,7 @@ class _Recurrent(Layer):
     def skips_padding(self, x: torch.Tensor) -> bool:
         """True when ``infer`` can stand in for ``forward``: evaluation without gradients on the
         CPU, with activations the step loop has (those of the fused kernels)."""
-        return (not self.training and not torch.is_grad_enabled() and self.uses_kernel
+        return (not is_training(self) and not torch.is_grad_enabled() and self.uses_kernel
                 and x.device.type == "cpu")
 
     def projection_tables(self, embedding: Embedding) -> list[torch.Tensor]:
@@ -437,7 +465,7 @@ class _Recurrent(Layer):
                              "and sequences of equal length")
         if state is None and not return_state and self.skips_padding(x):
             return self.infer(x, lengths)
-        x = F.dropout(x, self.p_drop, self.training)
+        x = F.dropout(x, self.p_drop, is_training(self))
         outs = []
         for d, rev in zip(self.directions, self.reversed, strict=True):
             out, final = self._scan(d, reverse_padded(x, lengths) if rev else x, state)

@@ -25,7 +25,15 @@ from passage import iterators as iterator_registry
 from passage import metrics, targets
 from passage import updates as updater_registry
 from passage.checkpoint import load_checkpoint, save_checkpoint
-from passage.layers import AdaptiveSoftmax, Dense, Embedding, Layer, full_precision, output_size
+from passage.layers import (
+    AdaptiveSoftmax,
+    Dense,
+    Embedding,
+    Layer,
+    full_precision,
+    inference,
+    output_size,
+)
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -463,7 +471,9 @@ class RNN:
         return out
 
     def _run_epoch(self, X, Y, lengths, epoch, n_epochs) -> list[float]:
-        self.model.train()
+        with _MODE_LOCK:  # a concurrent predict leaves the mode alone from here on
+            self._fitting = True
+            self.model.train()
         costs, tokens, start = [], 0, time.time()
         bar = None
         if self.verbose >= 2:  # a live bar with cost, tokens/s and ETA (stderr, like tqdm)
@@ -489,6 +499,8 @@ class RNN:
                                         f"{tokens / max(time.time() - start, 1e-9):,.0f} tok/s",
                                         refresh=False)
         finally:
+            with _MODE_LOCK:
+                self._fitting = False
             if bar is not None:
                 bar.refresh()
                 bar.close()
@@ -527,16 +539,26 @@ class RNN:
     # -- prediction ----------------------------------------------------------------------------
     def predict(self, X, batch_size: int = 256):
         """Outputs in the order of X: an array (examples, units), or for a model whose output is a
-        sequence, one (steps, units) array per example."""
+        sequence, one (steps, units) array per example.
+
+        Safe from several threads, also while another thread runs ``fit`` on this model: every
+        batch of that fit trains in training mode (dropout on) and every prediction runs in
+        inference mode (dropout off), as ``passage.layers.inference`` decides per thread; a
+        prediction made mid-training uses the weights of the moment."""
         if not self.fitted_:
             raise NotFittedError("this RNN has not been trained: call fit(X, Y) first, or load a "
                                  "trained model with passage.utils.load(path)")
         X = self._inputs(X)
         lengths = iterator_registry.sequence_lengths(X)
         batches = list(iterator_registry.SortedPadded(size=batch_size).batches(lengths, False))
-        self.model.eval()
         results: list = [None] * len(lengths)
-        with torch.inference_mode():
+        # The layers run their inference behaviour under inference(), whatever the mode: fit
+        # may be training this model in another thread, and its mode must stay as it is. Only
+        # when no epoch runs is the module put in eval mode (for layers that read .training).
+        with _MODE_LOCK:
+            if not getattr(self, "_fitting", False):
+                self.model.eval()
+        with torch.inference_mode(), inference():
             tables = self.model.projection_tables(int(lengths.sum()))
 
         def run(idx):
@@ -554,17 +576,20 @@ class RNN:
 
 
 _MAP_LOCK = threading.Lock()
+_MODE_LOCK = threading.Lock()  # held while a model's train/eval mode and _fitting change
 
 
 def map_batches(fn, batches: list, device: torch.device) -> None:
-    """Call ``fn`` on every batch in inference mode. On a CPU with n threads, n worker threads
-    each run whole batches on one core (torch releases the GIL inside its kernels): a recurrent
-    scan is a chain of small matmuls, which run faster side by side than each split in n.
+    """Call ``fn`` on every batch in inference mode and the layers' ``inference()`` (whatever
+    the module's train/eval mode, in whichever thread runs the batch). On a CPU with n threads,
+    n worker threads each run whole batches on one core (torch releases the GIL inside its
+    kernels): a recurrent scan is a chain of small matmuls, which run faster side by side than
+    each split in n.
     One call at a time uses workers; a concurrent call (another thread's predict) runs in its
     own thread, so the cores are never oversubscribed."""
     threads = min(torch.get_num_threads() if device.type == "cpu" else 1, len(batches))
     if threads <= 1 or not _MAP_LOCK.acquire(blocking=False):
-        with torch.inference_mode():
+        with torch.inference_mode(), inference():
             for b in batches:
                 fn(b)
         return
@@ -580,7 +605,7 @@ def map_batches(fn, batches: list, device: torch.device) -> None:
             pass
 
     def guarded(b):
-        with torch.inference_mode():
+        with torch.inference_mode(), inference():
             fn(b)
 
     try:
