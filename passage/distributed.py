@@ -32,30 +32,17 @@ and the processes get sequences of the same lengths, so none waits long for the 
 
 from __future__ import annotations
 
-import builtins
-import contextlib
-import inspect
-import json
 import os
-import pickle
-import socket
-import sys
-import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from passage import iterators
+from passage import _processes, iterators
 from passage.models import RNN
-
-UNSUPPORTED = ("checkpoint", "resume", "path")  # fit options not available here yet
-JOB_FILE = "job.pickle"  # what _spawn hands its workers: make_model and the data
 
 
 class ShardedBatches(iterators.Padded):
@@ -82,6 +69,11 @@ class ShardedBatches(iterators.Padded):
     def size(self, value: int) -> None:  # RNN.fit(batch_size=...) sets the global size
         _check_batch_size(value, self.world_size)
         self.base.size = value
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The base iterator's token budget (for a whole minibatch, before sharding)."""
+        return getattr(self.base, "max_tokens", None)
 
     def get_config(self) -> dict:
         return self.base.get_config()
@@ -122,12 +114,13 @@ def fit_distributed(make_model: Callable[[], RNN], trX: Sequence, trY: Sequence,
     take the same early-stopping decision. The returned model has the weights (identical in all
     processes, which is checked) and process 0's ``history_`` and ``costs_`` (costs of its
     share of each minibatch). When this function started the processes, the model comes back
-    through a model file (``passage.utils.load``), so without the updater's state.
+    through a model file (``passage.utils.load``), so without the updater's state; the
+    workers never outlive this process, even killed (see ``passage._processes``).
     """
     if not callable(make_model) or isinstance(make_model, RNN):
         raise TypeError("make_model must be a zero-argument function that builds the RNN (got "
                         f"{type(make_model).__name__}); e.g. def make_model(): return RNN(...)")
-    _check_fit_kwargs(fit_kwargs)
+    _processes.check_fit_kwargs(fit_kwargs)
     if launched_by_torchrun():
         world = int(os.environ["WORLD_SIZE"])
         if workers is not None and workers != world:
@@ -136,69 +129,30 @@ def fit_distributed(make_model: Callable[[], RNN], trX: Sequence, trY: Sequence,
         rank = int(os.environ["RANK"])
         local_rank = int(os.environ.get("LOCAL_RANK", rank))
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        _set_threads(threads, local_world)
+        _processes.set_threads(threads, local_world)
         return _train(rank, world, local_rank, make_model, trX, trY, fit_kwargs, backend, timeout)
     if workers is None:
-        workers = torch.cuda.device_count() if torch.cuda.is_available() else _cores()
+        workers = torch.cuda.device_count() if torch.cuda.is_available() else _processes.cores()
     if isinstance(workers, bool) or not isinstance(workers, int):
         raise TypeError(f"workers must be an int (number of processes), got "
                         f"{type(workers).__name__}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    _check_threads(threads)
+    _processes.check_threads(threads)
     if fit_kwargs.get("batch_size") is not None:
         _check_batch_size(fit_kwargs["batch_size"], workers)
-    _check_picklable(make_model)
-    _check_not_in_worker_import("fit_distributed")
-    return _spawn(workers, [make_model], trX, trY, fit_kwargs, threads, backend, timeout)[0]
+    _processes.check_picklable(make_model)
+    _processes.check_not_in_worker_import("fit_distributed")
+    return _processes.spawn(_train_share, workers, [make_model], trX, trY, fit_kwargs, threads,
+                            backend, timeout, returns=1)[0]
 
 
 # -- checks --------------------------------------------------------------------------------------
-def _check_fit_kwargs(fit_kwargs: dict, caller: str = "fit_distributed") -> None:
-    known = set(inspect.signature(RNN.fit).parameters) - {"self", "trX", "trY"}
-    unknown = sorted(set(fit_kwargs) - known)
-    if unknown:
-        raise TypeError(f"RNN.fit has no argument(s) {unknown}; it takes {sorted(known)}")
-    bad = [k for k in UNSUPPORTED if fit_kwargs.get(k)]
-    if bad:
-        raise ValueError(f"{bad} are not supported by {caller} yet: train without them, "
-                         "then save the returned model with passage.utils.save")
-
-
-def _check_threads(threads) -> None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        raise ValueError(f"threads must be a positive int (or None), got {threads!r}")
-
-
 def _check_batch_size(batch_size: int, world_size: int) -> None:
     if batch_size < world_size:
         raise ValueError(f"batch_size={batch_size} is smaller than the number of processes "
                          f"({world_size}): batch_size is global, each process gets "
                          "batch_size / processes examples; use at least one per process")
-
-
-def _check_picklable(make_model) -> None:
-    how = ("define it with def at the top level of a module (not a lambda or a nested "
-           "function), or use functools.partial of such a function")
-    try:
-        pickle.dumps(make_model)
-    except Exception as e:
-        raise TypeError(f"make_model must be picklable to be sent to the worker processes "
-                        f"({type(e).__name__}: {e}); {how}") from None
-    func = getattr(make_model, "func", make_model)  # functools.partial
-    main = sys.modules.get("__main__")
-    if getattr(func, "__module__", None) == "__main__" and not hasattr(main, "__file__"):
-        raise TypeError("make_model is defined in an interactive session (__main__ has no "
-                        "file), which the worker processes cannot import: define it in a .py "
-                        "module and import it from there")
-
-
-def _check_not_in_worker_import(name: str) -> None:
-    if getattr(mp.current_process(), "_inheriting", False):
-        raise RuntimeError(f"{name} was called while a worker process was importing your "
-                           "script: the workers import it to find your model function, so the "
-                           "call must sit under `if __name__ == '__main__':`")
 
 
 def _check_model(model) -> None:
@@ -212,14 +166,6 @@ def _check_model(model) -> None:
 
 
 # -- one process's work ----------------------------------------------------------------------------
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _set_threads(threads: int | None, local_world: int) -> None:
-    torch.set_num_threads(threads or max(1, _cores() // local_world))
-
-
 def _train(rank, world, local_rank, make_model, X, Y, fit_kwargs, backend, timeout) -> RNN:
     """Join the process group, train this process's copy with DDP, return it."""
     if backend in (None, "nccl") and torch.cuda.is_available():
@@ -280,133 +226,6 @@ def _check_identical(model: RNN) -> None:
                            "same forward pass on every process (RNN.loss through DDP)")
 
 
-# -- starting the processes ----------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, tmp, threads, backend, timeout):
-    """Entry point of a started process. A data-parallel job (one ``make_model``) trains it with
-    DDP and process 0 leaves the model in ``tmp``; otherwise process ``rank`` trains
-    ``make_models[rank]`` alone and leaves it there (model files, no pickle). A failing process
-    leaves its error there for the parent to re-raise."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    _thread_lock_for_progress_bars()
-    try:
-        with open(os.path.join(tmp, JOB_FILE), "rb") as f:  # written by _spawn, just now
-            make_models, ensemble, X, Y, fit_kwargs = pickle.load(f)
-        _set_threads(threads, world)
-        if ensemble:
-            if torch.cuda.is_available():  # one GPU per member, in turn
-                torch.cuda.set_device(rank % torch.cuda.device_count())
-            model = _build(make_models[rank], rank)
-            model.verbose = model.verbose if rank == 0 else 0
-            model.fit(X, Y, **fit_kwargs)
-        else:
-            model = _train(rank, world, rank, make_models[0], X, Y, fit_kwargs, backend, timeout)
-        if rank == 0 or ensemble:
-            from passage.io import save
-            save(model, os.path.join(tmp, f"model{rank}.passage"))
-            with open(os.path.join(tmp, f"history{rank}.json"), "w") as f:
-                json.dump({"history_": model.history_, "costs_": model.costs_,
-                           "last_epoch_": model.last_epoch_,
-                           "best_epoch_": getattr(model, "best_epoch_", None)}, f, default=float)
-    except BaseException as e:
-        with open(os.path.join(tmp, f"error{rank}.json"), "w") as f:
-            json.dump({"type": type(e).__name__, "message": str(e)}, f)
-        raise
-    # Skip interpreter shutdown: a gloo thread of DDP's (never freed) that releases a finished
-    # work item during shutdown needs the GIL and aborts the process (SIGABRT, ~1 run in 25).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _thread_lock_for_progress_bars() -> None:
-    """tqdm's bars share a multiprocessing lock: a named semaphore that the ``os._exit`` ending a
-    worker would leave behind ("leaked semaphore" at shutdown). One process's bars need only a
-    thread lock."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return
-    tqdm.set_lock(threading.RLock())
-
-
-def _build(make_model, rank: int) -> RNN:
-    """``make_model()`` of one ensemble member, checked."""
-    model = make_model()
-    if not isinstance(model, RNN):
-        raise TypeError(f"make_models[{rank}]() must return a passage.models.RNN, got "
-                        f"{type(model).__name__}")
-    return model
-
-
-def _spawn(workers, make_models, X, Y, fit_kwargs, threads, backend, timeout,
-           ensemble: bool = False) -> list[RNN]:
-    """Run ``workers`` processes on one job (see ``_worker``): data-parallel training of
-    ``make_models[0]``, or with ``ensemble`` one member per process. Returns the model(s)."""
-    from passage.io import load
-
-    if ensemble and workers != len(make_models) or not ensemble and len(make_models) != 1:
-        raise ValueError(f"{workers} processes for {len(make_models)} model function(s)")
-
-    with tempfile.TemporaryDirectory(prefix="passage-ddp-", ignore_cleanup_errors=True) as tmp:
-        # The data goes through a file in this private directory, not through the processes'
-        # start-up pipes: a worker that dies while starting (e.g. a script without the
-        # ``if __name__ == '__main__':`` guard) can then never leave the parent blocked on a
-        # pipe write, and the error below is raised.
-        with open(os.path.join(tmp, JOB_FILE), "wb") as f:
-            pickle.dump((list(make_models), ensemble, X, Y, fit_kwargs), f,
-                        protocol=pickle.HIGHEST_PROTOCOL)
-        args = (workers, _free_port(), tmp, threads, backend, timeout)
-        ctx = mp.start_processes(_worker, args=args, nprocs=workers, join=False,
-                                 start_method="spawn")
-        try:
-            while not ctx.join(timeout=1.0):
-                pass
-        except mp.ProcessRaisedException as e:
-            raise _worker_error(tmp, e.error_index) from e
-        except mp.ProcessExitedException as e:
-            raise RuntimeError(f"worker process {e.error_index} died (exit code {e.exit_code}"
-                               f"{', signal ' + e.signal_name if e.signal_name else ''}; "
-                               "its traceback is above), e.g. out of memory, or a script that "
-                               "calls fit_distributed or fit_ensemble outside "
-                               "`if __name__ == '__main__':`; "
-                               "the other workers were stopped") from None
-        finally:  # e.g. KeyboardInterrupt: never leave workers behind
-            for p in ctx.processes:
-                if p.is_alive():
-                    p.terminate()
-                p.join(10)
-            for name in getattr(ctx, "error_files", ()):  # torch's, in /tmp, written on failure
-                with contextlib.suppress(OSError, TypeError):
-                    os.remove(name)
-        models = []
-        for rank in range(workers if ensemble else 1):
-            model = load(os.path.join(tmp, f"model{rank}.passage"))
-            with open(os.path.join(tmp, f"history{rank}.json")) as f:
-                for name, value in json.load(f).items():
-                    if value is not None:
-                        setattr(model, name, value)
-            models.append(model)
-    return models
-
-
-def _worker_error(tmp: str, rank: int) -> Exception:
-    """The exception a worker raised, as the same built-in type when there is one."""
-    try:
-        with open(os.path.join(tmp, f"error{rank}.json")) as f:
-            err = json.load(f)
-    except OSError:
-        return RuntimeError(f"worker process {rank} failed (traceback above)")
-    message = f"{err['message']} (in worker process {rank})"
-    cls = getattr(builtins, err["type"], None)
-    try:
-        if isinstance(cls, type) and issubclass(cls, Exception):
-            return cls(message)
-    except TypeError:  # a built-in exception that needs other arguments
-        pass
-    return RuntimeError(message)
+def _train_share(rank, world, make_models, X, Y, fit_kwargs, backend, timeout) -> RNN:
+    """What each process started by ``fit_distributed`` runs (see ``_processes.spawn``)."""
+    return _train(rank, world, rank, make_models[0], X, Y, fit_kwargs, backend, timeout)

@@ -43,8 +43,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 
-from passage import distributed
+from passage import _processes, distributed
 from passage.models import RNN
 
 
@@ -59,15 +60,7 @@ class Ensemble:
     def predict(self, X, batch_size: int = 256):
         """The mean of the members' ``predict(X)``: an array, or one array per example for
         models whose output is a sequence (e.g. taggers)."""
-        models = list(self.models)
-        if not models:
-            raise ValueError("an Ensemble needs at least one model; got none")
-        for i, m in enumerate(models):
-            if not isinstance(m, RNN):
-                raise TypeError(f"models[{i}] is a {type(m).__name__}; an Ensemble averages "
-                                "passage.models.RNN outputs (for RNNClassifier, average "
-                                "predict_proba yourself)")
-        outs = [m.predict(X, batch_size=batch_size) for m in models]
+        outs = [m.predict(X, batch_size=batch_size) for m in _checked_members(self)]
         if isinstance(outs[0], np.ndarray):
             shapes = {o.shape for o in outs}
             if len(shapes) > 1:
@@ -91,6 +84,8 @@ def fit_ensemble(make_models: Sequence[Callable[[], RNN]], trX: Sequence, trY: S
     The call must sit under ``if __name__ == '__main__':`` in a script: the workers import it.
     Only process 0 prints progress. The members come back through model files
     (``passage.utils.load``), with their ``history_`` but without their updaters' state.
+    The workers never outlive this process, even killed; on SIGTERM it removes the job's
+    temporary folder (the data) before ending (see ``passage._processes``).
     """
     if callable(make_models) or isinstance(make_models, str) \
             or not isinstance(make_models, Sequence):
@@ -105,12 +100,43 @@ def fit_ensemble(make_models: Sequence[Callable[[], RNN]], trX: Sequence, trY: S
         if not callable(make) or isinstance(make, RNN):
             raise TypeError(f"make_models[{i}] must be a zero-argument function that builds an "
                             f"RNN, got {type(make).__name__}")
-        distributed._check_picklable(make)
+        _processes.check_picklable(make)
     if distributed.launched_by_torchrun():
         raise RuntimeError("fit_ensemble starts its own processes: run the script with python, "
                            "not torchrun")
-    distributed._check_threads(threads)
-    distributed._check_fit_kwargs(fit_kwargs, "fit_ensemble")
-    distributed._check_not_in_worker_import("fit_ensemble")
-    return Ensemble(distributed._spawn(len(make_models), make_models, trX, trY, fit_kwargs,
-                                       threads, None, 1800.0, ensemble=True))
+    _processes.check_threads(threads)
+    _processes.check_fit_kwargs(fit_kwargs, "fit_ensemble")
+    _processes.check_not_in_worker_import("fit_ensemble")
+    n = len(make_models)
+    return Ensemble(_processes.spawn(_train_member, n, make_models, trX, trY, fit_kwargs,
+                                     threads, None, 1800.0, returns=n))
+
+
+def _train_member(rank, world, make_models, X, Y, fit_kwargs, backend, timeout) -> RNN:
+    """What process ``rank`` started by ``fit_ensemble`` runs: member ``rank``, alone."""
+    if torch.cuda.is_available():  # one GPU per member, in turn
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+    model = make_models[rank]()
+    if not isinstance(model, RNN):
+        raise TypeError(f"make_models[{rank}]() must return a passage.models.RNN, got "
+                        f"{type(model).__name__}")
+    model.verbose = model.verbose if rank == 0 else 0
+    model.fit(X, Y, **fit_kwargs)
+    return model
+
+
+def _checked_members(ensemble: Ensemble, trained: bool = False) -> list[RNN]:
+    """The ensemble's models as a list: at least one, all ``passage.models.RNN`` (and, with
+    ``trained``, all fitted)."""
+    members = list(ensemble.models)
+    if not members:
+        raise ValueError("an Ensemble needs at least one model; got none")
+    for i, m in enumerate(members):
+        if not isinstance(m, RNN):
+            raise TypeError(f"models[{i}] is a {type(m).__name__}; an Ensemble averages "
+                            "passage.models.RNN outputs (for RNNClassifier, average "
+                            "predict_proba yourself)")
+        if trained and not m.fitted_:
+            raise ValueError(f"models[{i}] has not been trained: fit it (or load it) before "
+                             "saving the ensemble")
+    return members

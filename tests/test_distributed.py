@@ -1,15 +1,18 @@
 """Data-parallel training (passage.distributed): 2 CPU processes talking through gloo."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 
-from passage import iterators
+from passage import _processes, iterators
 from passage.distributed import ShardedBatches, fit_distributed
 from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.models import RNN
@@ -208,3 +211,127 @@ def test_script_without_main_guard_fails_fast_and_says_why(tmp_path):
     assert run.returncode != 0
     assert "must sit under `if __name__ == '__main__':`" in run.stderr, run.stderr[-3000:]
     assert "worker process" in run.stderr and "died" in run.stderr, run.stderr[-3000:]
+
+
+SLOW_SCRIPT = """
+import os, sys, time
+from passage.distributed import fit_distributed
+from passage.ensemble import fit_ensemble
+
+
+def slow_model():  # a worker that trains for a long time: it records its pid, then waits
+    with open(os.path.join(os.environ["PASSAGE_TEST_PIDS"], str(os.getpid())), "w"):
+        pass
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    X, Y = [[4, 5, 6]] * 8, [0, 1] * 4
+    if sys.argv[1] == "ensemble":
+        fit_ensemble([slow_model, slow_model], X, Y)
+    else:
+        fit_distributed(slow_model, X, Y, workers=2)
+"""
+
+
+def _wait_for(condition, seconds, what):
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"after {seconds} s: {what}")
+        time.sleep(0.05)
+
+
+def _running(pid):
+    """Whether process ``pid`` exists and is not a zombie (orphans may never be reaped here)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how, sig", [("distributed", signal.SIGKILL),
+                                      ("ensemble", signal.SIGTERM)])
+def test_killing_the_parent_ends_its_workers(tmp_path, how, sig):
+    """Workers never outlive their parent, even SIGKILLed, and on SIGTERM the parent removes
+    the job folder (with the data) first. Started with SIGINT ignored, as a script run in the
+    background is: torch's own parent-death signal (SIGINT) did nothing then."""
+    script, pids, tmp = tmp_path / "slow.py", tmp_path / "pids", tmp_path / "tmp"
+    script.write_text(SLOW_SCRIPT)
+    pids.mkdir()
+    tmp.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp),
+           "PASSAGE_TEST_PIDS": str(pids)}
+    parent = subprocess.Popen([sys.executable, str(script), how], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        _wait_for(lambda: len(os.listdir(pids)) == 2, 90, "the 2 workers did not start")
+        workers = [int(p) for p in os.listdir(pids)]
+        jobs = [p for p in tmp.iterdir() if p.name.startswith("passage-ddp-")]
+        assert len(jobs) == 1 and (jobs[0] / "job.pickle").exists()
+        parent.send_signal(sig)
+        assert parent.wait(30) == -sig
+        _wait_for(lambda: not any(map(_running, workers)), 5,
+                  f"workers {[p for p in workers if _running(p)]} outlived their parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for pid in os.listdir(pids):
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)
+    if sig == signal.SIGTERM:
+        assert not jobs[0].exists()  # removed before the parent ended
+    else:  # nothing can run in a SIGKILLed process: the next run removes its folder
+        assert jobs[0].exists()
+        assert _processes.remove_stale_job_folders(str(tmp)) == [str(jobs[0])]
+        assert not jobs[0].exists()
+
+
+def test_only_folders_of_dead_owners_are_removed(tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    owners = {"dead": int(done.stdout), "alive": os.getpid()}
+    for name, pid in owners.items():
+        folder = tmp_path / f"passage-ddp-{name}"
+        folder.mkdir()
+        owner = {**_processes._owner(), "pid": pid}
+        (folder / _processes.OWNER_FILE).write_text(json.dumps(owner))
+    (tmp_path / "passage-ddp-old").mkdir()  # no owner file: not touched
+    (tmp_path / "other").mkdir()
+    assert _processes.remove_stale_job_folders(str(tmp_path)) == [
+        str(tmp_path / "passage-ddp-dead")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "passage-ddp-alive",
+                                                         "passage-ddp-old"]
+
+
+def test_the_sigterm_handler_is_put_back_and_never_replaces_ones_own():
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with _processes._cleanup_on_sigterm():
+        assert callable(signal.getsignal(signal.SIGTERM))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    def own(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        with _processes._cleanup_on_sigterm():
+            assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_the_fallback_watch_ends_a_worker_whose_parent_is_gone():
+    """Where PR_SET_PDEATHSIG is missing, a worker's thread watching its parent's pid ends it."""
+    code = ("import os, threading; from passage import _processes\n"
+            "_processes._exit_with_parent(os.getppid())  # the real parent: keeps running\n"
+            "print('alive', flush=True)\n"
+            "threading.Thread(target=_processes._watch_parent, args=(-1,)).start()")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert run.stdout == "alive\n" and run.returncode == 1
+    assert "its parent process -1 died; stopping" in run.stderr
