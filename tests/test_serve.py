@@ -298,6 +298,8 @@ def test_startup_fails_fast_on_a_bad_model_file(tmp_path, capsys):
         create_app(tmp_path / "missing.passage")
     with pytest.raises(ValueError, match="not a readable Passage model file"):
         create_app(broken)
+    with pytest.raises(TypeError, match="text classifiers, regressors and taggers"):
+        create_app(object())
     for path in (tmp_path / "missing.passage", broken):
         assert main(["serve", str(path), "--port", "0"]) == 1
         err = capsys.readouterr().err.strip()

@@ -120,6 +120,9 @@ class Predictor:
         if model.tokenizer is None:
             raise ValueError("this model has no tokenizer, so it cannot read raw text; save it "
                              "with its tokenizer (RNN(..., tokenizer=tok))")
+        if model.per_step:
+            raise ValueError("this RNN outputs a prediction per token: serve answers one per "
+                             "text, or per token for a Tagger (save it with Tagger.save)")
         self.rnn_, self.coding_ = model, LabelCoding.from_model(model)
         self.task_ = self.coding_.task
 
