@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,7 +26,21 @@ from passage import costs as cost_registry
 from passage import iterators as iterator_registry
 from passage import metrics, targets
 from passage import updates as updater_registry
-from passage.checkpoint import load_checkpoint, save_checkpoint
+from passage._checks import (
+    check_fit_arguments,
+    check_int,
+    check_monitor,
+    metric_names,
+    validation_size,
+    warn_if_one_class,
+)
+from passage.checkpoint import (
+    check_resume,
+    current_hyperparameters,
+    load_checkpoint,
+    run_signature,
+    save_checkpoint,
+)
 from passage.layers import (
     AdaptiveSoftmax,
     Dense,
@@ -32,8 +48,10 @@ from passage.layers import (
     Layer,
     full_precision,
     inference,
+    is_training,
     output_size,
 )
+from passage.recurrent import ChunkedStack
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -272,12 +290,73 @@ class RNN:
         net = getattr(self, "_forward_module", None) or self.model  # DDP wrapper: distributed.py
         with self.autocast():
             out = net(x, lengths, pre_act=self._logits_cost is not None)
+        return self._cost(out, lengths, y)
+
+    def _cost(self, out, lengths, y) -> torch.Tensor:
+        """The cost of the outputs (or pre-activations) ``out`` of a batch against ``y``."""
         out = full_precision(out)  # the cost in float32 whatever the forward pass ran in
         if out.dim() == 3:
             mask = torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]
             out, y = out[mask], y[mask]
         cost = getattr(self, "_train_cost", None) if self.model.training else None
         return (cost or self._logits_cost or self.cost)(y, out)
+
+    # -- documents longer than the iterator's max_tokens: read in chunks ----------------------
+    def _chunker(self, chunk: int | None = None) -> ChunkedStack | None:
+        """The stack read in chunks of ``chunk`` steps (default: the iterator's max_tokens), or
+        None when there is no budget or the stack cannot be chunked (``ChunkedStack.why_not``)."""
+        chunk = chunk or getattr(self.iterator, "max_tokens", None)
+        if not chunk or ChunkedStack.why_not(self.layers) is not None:
+            return None
+        return ChunkedStack(self.layers, chunk, is_training)
+
+    def _head(self, pooled: torch.Tensor, pre_act: bool = False) -> torch.Tensor:
+        """The layers above the top recurrent layer, on its pooled output (documents, size)."""
+        top = max(i for i, la in enumerate(self.layers) if la.is_recurrent)
+        x, lengths = pooled, None
+        for layer in self.layers[top + 1:-1]:
+            x, lengths = layer(x, lengths)
+        last = self.layers[-1]
+        return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
+
+    def _chunked_backward(self, chunker: ChunkedStack, x, lengths, y) -> torch.Tensor:
+        """Truncated BPTT on a batch of one long document: forward and backward in chunks
+        (gradients in ``.grad``); returns the cost."""
+        def loss_of(pooled):
+            return self._cost(self._head(pooled, pre_act=self._logits_cost is not None),
+                              lengths, y)
+
+        if self.precision == "fp16" and self._loss_scale is None:
+            self._loss_scale = updater_registry.LossScale()
+        backward = self._loss_scale.backward if self.precision == "fp16" else torch.Tensor.backward
+        return chunker.backward(x, loss_of, backward, self.autocast)
+
+    def _long_documents(self, X, trY, lengths):
+        """Training documents longer than the iterator's budget: counted and said (verbose),
+        trained in chunks when the stack allows it, else cut with ``Truncate(max_tokens)``.
+        Returns (X, trY, lengths)."""
+        budget = getattr(self.iterator, "max_tokens", None)
+        n_long = int((lengths > budget).sum()) if budget else 0
+        if not n_long:
+            return X, trY, lengths
+        why, cut = ChunkedStack.why_not(self.layers), budget
+        if getattr(self, "_forward_module", None) is not None:  # fit_distributed (DDP)
+            why = "fit_distributed does not train in chunks"
+            # a batch must give every process an example: world_size such documents must fit
+            cut = max(1, budget // getattr(self.iterator, "world_size", 1))
+        if why is None:
+            if self.verbose >= 1:
+                print(f"{n_long} training document(s) longer than max_tokens={budget}: trained "
+                      f"in chunks of {budget} tokens (truncated BPTT, state carried)", flush=True)
+            return X, trY, lengths
+        from passage.preprocessing import Truncate  # preprocessing does not import models
+        warnings.warn(f"{n_long} training document(s) longer than max_tokens={budget} cannot be "
+                      f"trained in chunks ({why}): cut to {cut} tokens with "
+                      f"Truncate({cut}); raise the iterator's max_tokens, or pass "
+                      "len_filter=Truncate(...) yourself to choose how", UserWarning,
+                      stacklevel=3)
+        X, trY = Truncate(cut).filter(X, trY)
+        return X, trY, iterator_registry.sequence_lengths(X)
 
     def _weighted_cost(self, class_weight, Y):
         """The training cost with class weights applied (None: the plain cost)."""
@@ -316,6 +395,27 @@ class RNN:
             self.cost, torch.tensor(w, dtype=torch.float32, device=self.device),
             logits=self._logits_cost is not None)
 
+    def _validation_inputs(self, validation_data, validation_split, monitor):
+        """``validation_data`` as (inputs, labels), checked now rather than after an epoch of
+        training (raw texts tokenized once, not at every epoch)."""
+        if validation_data is None:
+            return None
+        if validation_split:
+            raise ValueError("give validation_data or validation_split, not both")
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X, Y) of inputs and labels, got "
+                            f"{type(validation_data).__name__}")
+        vX, vY = self._inputs(validation_data[0], "validation_data[0]"), validation_data[1]
+        if not hasattr(vY, "__len__") or len(vY) != len(vX) or len(vX) == 0:
+            raise ValueError(f"validation_data has {len(vX)} examples and "
+                             f"{len(vY) if hasattr(vY, '__len__') else 'no'} labels: give a "
+                             "non-empty pair (X, Y) of the same length")
+        y = self._targets(vY, iterator_registry.sequence_lengths(vX))
+        if monitor == "roc_auc" and len(np.unique(np.concatenate(y) if self.per_step else y)) < 2:
+            raise ValueError("monitor='roc_auc' needs both classes among the validation labels; "
+                             "monitor 'accuracy' or 'cost', or validate on more examples")
+        return vX, vY
+
     def fit(self, trX, trY, batch_size=None, n_epochs=1, len_filter=None, snapshot_freq=1,
             path=None, *, validation_data=None, validation_split=0.0, patience=None,
             monitor="cost", checkpoint=None, resume=False, class_weight=None,
@@ -340,7 +440,16 @@ class RNN:
         ``{class index: weight}``; each example's loss is scaled by its class's weight.
         If the cost becomes NaN/inf, training stops with an error naming epoch and batch, and
         the weights of the last completed epoch are put back (the checkpoint stays as it was).
+        Arguments that would train nothing (n_epochs < 1, batch_size < 1, a validation split
+        that leaves no example on one side, a len_filter that drops every example, a monitor
+        the model does not compute) raise a ValueError or TypeError before anything changes.
         """
+        # Every argument and the data are checked before anything in the model changes.
+        check_fit_arguments(batch_size=batch_size, n_epochs=n_epochs,
+                            validation_split=validation_split, patience=patience,
+                            snapshot_freq=snapshot_freq, lr_schedule=lr_schedule,
+                            len_filter=len_filter)
+        check_monitor(monitor, metric_names(self.cost, self.out_size))
         X = self._inputs(trX, "trX")
         if not hasattr(trY, "__len__"):
             raise TypeError(f"trY must be a list or array of labels, got {type(trY).__name__}")
@@ -349,26 +458,32 @@ class RNN:
                              "must match one to one")
         if len(X) == 0:
             raise ValueError("cannot fit on an empty training set (trX has no examples)")
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        if validation_split and validation_data is None:
-            perm = self.rng.permutation(len(X))
-            n_val = max(1, int(round(validation_split * len(X))))
+        validation_data = self._validation_inputs(validation_data, validation_split, monitor)
+        if patience is not None and validation_data is None and not validation_split:
+            warnings.warn("patience has no effect without validation_data or validation_split",
+                          UserWarning, stacklevel=2)
+        split_rng = copy.deepcopy(self.rng)  # the model's generator moves once the data is good
+        if validation_split:
+            n_val = validation_size(len(X), validation_split)
+            perm = split_rng.permutation(len(X))
             val_idx, tr_idx = perm[:n_val], perm[n_val:]
             validation_data = ([X[i] for i in val_idx], [trY[i] for i in val_idx])
             X, trY = [X[i] for i in tr_idx], [trY[i] for i in tr_idx]
         if len_filter is not None:
             X, trY = len_filter.filter(X, trY)
         lengths = iterator_registry.sequence_lengths(X)
+        X, trY, lengths = self._long_documents(X, trY, lengths)
         Y = self._targets(trY, lengths)
+        train_cost = self._weighted_cost(class_weight, Y)
+        if not self.per_step:
+            warn_if_one_class(Y, self.cost)
+        self.rng.bit_generator.state = split_rng.bit_generator.state
         Y = self._scale_targets(Y)
-        self._train_cost = self._weighted_cost(class_weight, Y)
+        self._train_cost = train_cost
         if batch_size is not None:
             self.iterator.size = batch_size
         self._schedule = None
         if lr_schedule is not None:
-            if lr_schedule != "linear":
-                raise ValueError(f"lr_schedule must be None or 'linear', got {lr_schedule!r}")
             per_epoch = sum(1 for _ in self.iterator.batches(lengths, True,
                                                              np.random.default_rng(0)))
             self._schedule = [self.updater.lr, max(1, per_epoch * n_epochs), 0]
@@ -379,9 +494,11 @@ class RNN:
         start = 0
         if resume and checkpoint and os.path.exists(checkpoint):
             st = load_checkpoint(checkpoint)
+            check_resume(checkpoint, st, self)  # another model: refused here
             self.model.load_state_dict(st["model"])
-            if st["optimizer"] is not None:
-                self.updater.load_state(self.params, st["optimizer"])
+            if st["optimizer"] is not None:  # moments carry on; lr etc. are this updater's
+                self.updater.load_state(self.params, current_hyperparameters(
+                    self.updater, self.params, st["optimizer"]))
             torch.set_rng_state(st["torch_rng"])
             self.rng.bit_generator.state = st["numpy_rng"]
             start, all_costs, self.history_ = st["epoch"] + 1, st["costs"], st["history"]
@@ -426,6 +543,7 @@ class RNN:
             if checkpoint:
                 opt = self.updater.optimizer
                 save_checkpoint(checkpoint, {
+                    "run": run_signature(self),
                     "epoch": epoch, "model": self.model.state_dict(),
                     "optimizer": opt.state_dict() if opt is not None else None,
                     "torch_rng": torch.get_rng_state(), "numpy_rng": self.rng.bit_generator.state,
@@ -474,7 +592,8 @@ class RNN:
         with _MODE_LOCK:  # a concurrent predict leaves the mode alone from here on
             self._fitting = True
             self.model.train()
-        costs, tokens, start = [], 0, time.time()
+        costs, tokens, start, chunked = [], 0, time.time(), 0
+        chunker = None if getattr(self, "_forward_module", None) else self._chunker()
         bar = None
         if self.verbose >= 2:  # a live bar with cost, tokens/s and ETA (stderr, like tqdm)
             from tqdm.auto import tqdm
@@ -483,14 +602,22 @@ class RNN:
         try:
             for idx in self.iterator.batches(lengths, train=True, rng=self.rng):
                 x, lt, lengths_np = self._batch(X, idx)
-                loss = self.loss(x, lt, self._target_batch(Y, idx))
+                y = self._target_batch(Y, idx)
+                long = chunker is not None and len(idx) == 1 and lengths_np[0] > chunker.chunk
+                if long:  # one document over the budget: truncated BPTT over chunks
+                    loss = self._chunked_backward(chunker, x, lt, y)
+                    chunked += 1
+                else:
+                    loss = self.loss(x, lt, y)
                 if not torch.isfinite(loss):
+                    for p in self.params:  # a chunked batch has run its backward already
+                        p.grad = None
                     raise FloatingPointError(
                         f"the cost became {loss.item()} in epoch {epoch + 1}, batch "
                         f"{len(costs) + 1}: lower the learning rate, set clipnorm on the "
                         "updater, or scale the targets")
                 self._scheduled_lr()
-                self._update(loss)
+                self._update(loss, backward_done=long)
                 costs.append(loss.item())
                 tokens += int(lengths_np.sum())
                 if bar is not None:
@@ -505,24 +632,26 @@ class RNN:
                 bar.refresh()
                 bar.close()
         self.last_epoch_ = {"seconds": time.time() - start, "tokens": tokens,
-                            "cost": float(np.mean(costs))}
+                            "cost": float(np.mean(costs)), "chunked_docs": chunked}
         if self.verbose >= 1:
             print(f"Epoch {epoch + 1}/{n_epochs} cost {np.mean(costs):.4f} "
                   f"{self.last_epoch_['seconds']:.1f}s "
                   f"{tokens / max(self.last_epoch_['seconds'], 1e-9):,.0f} tok/s", flush=True)
         return costs
 
-    def _update(self, loss: torch.Tensor) -> None:
-        """Backward and one updater step; with fp16 through the loss scale, which skips a step
-        whose gradients overflowed."""
+    def _update(self, loss: torch.Tensor, backward_done: bool = False) -> None:
+        """Backward (unless ``backward_done``: a chunked document's) and one updater step; with
+        fp16 through the loss scale, which skips a step whose gradients overflowed."""
         if self.precision != "fp16":
-            loss.backward()
+            if not backward_done:
+                loss.backward()
             self.updater.step(self.params)
             return
         if self._loss_scale is None:
             self._loss_scale = updater_registry.LossScale()
         scale = self._loss_scale
-        scale.backward(loss)
+        if not backward_done:
+            scale.backward(loss)
         if scale.unscale(self.params):
             self.updater.step(self.params)
 
@@ -548,9 +677,13 @@ class RNN:
         if not self.fitted_:
             raise NotFittedError("this RNN has not been trained: call fit(X, Y) first, or load a "
                                  "trained model with passage.utils.load(path)")
+        check_int("batch_size", batch_size, hint=" (examples per prediction batch)")
         X = self._inputs(X)
         lengths = iterator_registry.sequence_lengths(X)
-        batches = list(iterator_registry.SortedPadded(size=batch_size).batches(lengths, False))
+        budget = getattr(self.iterator, "max_tokens", None)  # 4x: no activations kept here
+        batches = list(iterator_registry.SortedPadded(
+            size=batch_size, max_tokens=4 * budget if budget else None).batches(lengths, False))
+        streamer = self._chunker()  # a document over the budget streams through in chunks
         results: list = [None] * len(lengths)
         # The layers run their inference behaviour under inference(), whatever the mode: fit
         # may be training this model in another thread, and its mode must stay as it is. Only
@@ -563,7 +696,10 @@ class RNN:
 
         def run(idx):
             x, lt, lengths_np = self._batch(X, idx)
-            out = self.model(x, lt, tables=tables).float().cpu().numpy()
+            if streamer is not None and len(idx) == 1 and lengths_np[0] > streamer.chunk:
+                out = self._head(streamer.pooled(x)).float().cpu().numpy()
+            else:
+                out = self.model(x, lt, tables=tables).float().cpu().numpy()
             if self.target_scale_ is not None:  # back to the units of the labels
                 out = out * self.target_scale_[1] + self.target_scale_[0]
             for j, i in enumerate(idx):
