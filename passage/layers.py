@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from passage import activations, inits
+from passage._checks import check_dropout, check_int
 from passage.recurrent import (
     GATES,
     gate_scale_vector,
@@ -201,6 +202,7 @@ class Dense(Layer):
         self.size, self.activation, self.init = size, activation, init
         self.p_drop, self.weights = p_drop, weights
         _check_positive(self, size=size)
+        check_dropout("Dense(p_drop=...)", p_drop)
         self.act = activations.get(activation)
         inits.get(init)
 
@@ -251,6 +253,7 @@ class AdaptiveSoftmax(Layer):
                              f"e.g. cutoffs=({size // 10 or 1},))")
         if not self.div_value >= 1:
             raise ValueError(f"AdaptiveSoftmax div_value must be >= 1, got {div_value!r}")
+        check_dropout("AdaptiveSoftmax(p_drop=...)", p_drop)
 
     def connect(self, n_in: int) -> None:
         super().connect(n_in)
@@ -328,8 +331,9 @@ class _Recurrent(Layer):
             raise ValueError(f"direction must be one of 'forward', 'backward', 'bi'; "
                              f"got {direction!r}")
         for name, p in (("p_drop", p_drop), ("recurrent_dropout", recurrent_dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {p!r}")
+            check_dropout(f"{type(self).__name__}({name}=...)", p)
+        check_int(f"{type(self).__name__}(truncate_gradient=...)", truncate_gradient,
+                  minimum=-1, hint=" (steps of backpropagation; -1 for all)")
         self.act = activations.get(activation)
         self.gate_act = activations.get(gate_activation)
         inits.get(init)

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from passage._checks import check_int, check_real
 from passage.layers import AdaptiveSoftmax, Dense, full_precision
 from passage.models import RNN
-from passage.preprocessing import END
+from passage.preprocessing import END, PAD, UNK
 
 
 class LanguageModel(RNN):
@@ -98,12 +100,13 @@ class LanguageModel(RNN):
             raise ValueError(f"token ids must be in 0..{n - 1} (the input layer's n_features)")
         return ids
 
-    def _rows(self, ids: np.ndarray, batch_size: int) -> torch.Tensor:
+    def _rows(self, ids: np.ndarray, batch_size: int, what: str = "the stream") -> torch.Tensor:
         """The stream as ``batch_size`` contiguous rows (the tail that does not fit is dropped)."""
+        check_int("batch_size", batch_size, hint=" (rows of the token stream read side by side)")
         width = len(ids) // batch_size
         if width < 2:
-            raise ValueError(f"the stream has {len(ids)} tokens, too few for {batch_size} rows: "
-                             "lower batch_size")
+            raise ValueError(f"{what} has {len(ids)} tokens, too few for {batch_size} rows: "
+                             f"lower batch_size or give at least {2 * batch_size} tokens")
         return torch.from_numpy(ids[:width * batch_size].reshape(batch_size, width)).to(
             self.device)
 
@@ -136,8 +139,18 @@ class LanguageModel(RNN):
         the best epoch's weights are kept, training stops after ``patience`` epochs without
         improvement, and the learning rate is multiplied by ``lr_decay`` after each of them --
         or, with ``decay_after=k``, after every epoch past the k-th (Zaremba et al.'s schedule)."""
+        check_int("n_epochs", n_epochs, hint=" (passes over the training stream)")
+        check_int("patience", patience, 0, optional=True)
+        check_real("lr_decay", lr_decay, low=0.0, low_open=True,
+                   hint=" (the factor the learning rate is multiplied by)")
+        check_int("decay_after", decay_after, 0, optional=True)
         rows = self._rows(self.stream(X), batch_size)
         val = self.stream(validation_data) if validation_data is not None else None
+        if val is not None:  # evaluate reads it as 10 rows: checked now, not after an epoch
+            self._rows(val, 10, "validation_data")
+        elif patience is not None:
+            warnings.warn("patience has no effect without validation_data", UserWarning,
+                          stacklevel=2)
         self.history_ = getattr(self, "history_", [])
         costs, best, best_state, waited = [], math.inf, None, 0
         for epoch in range(n_epochs):
@@ -207,8 +220,8 @@ class LanguageModel(RNN):
     def evaluate(self, X, batch_size: int = 10) -> dict[str, float]:
         """Mean cost per predicted token (nats), perplexity and bits per token on documents X
         (or an id stream), reading it as ``batch_size`` rows with state carried throughout."""
-        self.model.eval()
         rows = self._rows(self.stream(X), batch_size)
+        self.model.eval()
         states: list = [None] * self._n_recurrent()
         total, count = 0.0, 0
         for x, y in self._segments(rows):
@@ -220,35 +233,82 @@ class LanguageModel(RNN):
     # -- generation ----------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, prompt=(), n: int = 100, temperature: float = 1.0,
-                 top_k: int | None = None, seed: int | None = None):
+                 top_k: int | None = None, seed: int | None = None, *,
+                 stop_at_end: bool = False, allow_unk: bool = False):
         """Continue ``prompt`` (a text if the model has a tokenizer, else a list of ids) by ``n``
         sampled tokens; returns the continuation in the same form. ``temperature`` 0 always
-        takes the most likely token; ``top_k`` samples among the k most likely only."""
+        takes the most likely token; ``top_k`` samples among the k most likely only.
+
+        Special ids: PAD (0) is never sampled. END (1) is the document break the model was
+        trained on: by default it stays in the continuation (the id 1 in an id list, a line
+        break in a text) and generation carries on into a new document; with
+        ``stop_at_end=True`` the continuation ends before the first END (so it can be shorter
+        than ``n``). UNK (2, words outside the vocabulary) is never sampled unless
+        ``allow_unk=True``; a text continuation then shows it as the word 'UNK'."""
         if not self.fitted_:
             raise ValueError("this language model has not been trained: call fit first")
-        if temperature < 0 or (top_k is not None and top_k < 1):
-            raise ValueError("temperature must be >= 0 and top_k a positive int or None")
+        check_int("n", n, 0, hint=" (tokens to generate)")
+        check_real("temperature", temperature, low=0.0)
+        check_int("top_k", top_k, optional=True)
+        check_int("seed", seed, 0, optional=True)
         text = isinstance(prompt, str)
-        ids = self._inputs([prompt])[0] if text else list(prompt)
+        ids = self._inputs([prompt])[0] if text else self._prompt_ids(prompt)
         gen = torch.Generator(device="cpu")
         gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
         self.model.eval()
         states: list = [None] * self._n_recurrent()
+        banned = [PAD] if allow_unk else [PAD, UNK]
         feed, out = [END, *ids], []
         for _ in range(n):
             x = torch.tensor([feed], device=self.device)
             logits = self.model(x, torch.tensor([len(feed)], device=self.device), pre_act=True,
                                 states=states)[0, -1].float().cpu()
-            if temperature == 0:
-                nxt = int(logits.argmax())
-            else:
-                logits = logits / temperature
-                if top_k is not None and top_k < len(logits):
-                    cut = torch.topk(logits, top_k).values[-1]
-                    logits = logits.masked_fill(logits < cut, -math.inf)
-                nxt = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen))
+            logits[[b for b in banned if b < len(logits)]] = -math.inf
+            nxt = self._sample(logits, temperature, top_k, gen)
+            if nxt == END and stop_at_end:
+                break
             out.append(nxt)
             feed = [nxt]
         if text and self.tokenizer is not None:
-            return self.tokenizer.inverse_transform([out])[0]
+            return self._decode(out)
         return out
+
+    def _prompt_ids(self, prompt) -> list[int]:
+        """A prompt of ids as a list of ints, each in the vocabulary."""
+        if isinstance(prompt, np.ndarray):
+            prompt = prompt.tolist()
+        if not hasattr(prompt, "__iter__"):
+            raise TypeError(f"prompt must be a text or a list of token ids, got "
+                            f"{type(prompt).__name__}")
+        ids = list(prompt)
+        n = self.layers[0].n_features
+        for i, t in enumerate(ids):
+            if isinstance(t, bool) or not isinstance(t, int | np.integer):
+                raise TypeError(f"prompt[{i}] is {t!r}: a prompt of ids holds ints")
+            if not 0 <= t < n:
+                raise ValueError(f"prompt[{i}] = {t} is outside the vocabulary (ids 0..{n - 1}, "
+                                 "the input layer's n_features); map unknown words to UNK (2), "
+                                 "e.g. with the model's Tokenizer")
+        return [int(t) for t in ids]
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
+                gen: torch.Generator) -> int:
+        if temperature == 0:
+            return int(logits.argmax())
+        logits = logits / temperature
+        if top_k is not None and top_k < len(logits):
+            cut = torch.topk(logits, top_k).values[-1]
+            logits = logits.masked_fill(logits < cut, -math.inf)
+        return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen))
+
+    def _decode(self, ids: list[int]) -> str:
+        """Ids to text, each END a line break between documents."""
+        docs, cur = [], []
+        for i in ids:
+            if i == END:
+                docs.append(cur)
+                cur = []
+            else:
+                cur.append(i)
+        return "\n".join(self.tokenizer.inverse_transform([*docs, cur]))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -25,6 +26,14 @@ from passage import costs as cost_registry
 from passage import iterators as iterator_registry
 from passage import metrics, targets
 from passage import updates as updater_registry
+from passage._checks import (
+    check_fit_arguments,
+    check_int,
+    check_monitor,
+    metric_names,
+    validation_size,
+    warn_if_one_class,
+)
 from passage.checkpoint import load_checkpoint, save_checkpoint
 from passage.layers import (
     AdaptiveSoftmax,
@@ -380,6 +389,27 @@ class RNN:
             self.cost, torch.tensor(w, dtype=torch.float32, device=self.device),
             logits=self._logits_cost is not None)
 
+    def _validation_inputs(self, validation_data, validation_split, monitor):
+        """``validation_data`` as (inputs, labels), checked now rather than after an epoch of
+        training (raw texts tokenized once, not at every epoch)."""
+        if validation_data is None:
+            return None
+        if validation_split:
+            raise ValueError("give validation_data or validation_split, not both")
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X, Y) of inputs and labels, got "
+                            f"{type(validation_data).__name__}")
+        vX, vY = self._inputs(validation_data[0], "validation_data[0]"), validation_data[1]
+        if not hasattr(vY, "__len__") or len(vY) != len(vX) or len(vX) == 0:
+            raise ValueError(f"validation_data has {len(vX)} examples and "
+                             f"{len(vY) if hasattr(vY, '__len__') else 'no'} labels: give a "
+                             "non-empty pair (X, Y) of the same length")
+        y = self._targets(vY, iterator_registry.sequence_lengths(vX))
+        if monitor == "roc_auc" and len(np.unique(np.concatenate(y) if self.per_step else y)) < 2:
+            raise ValueError("monitor='roc_auc' needs both classes among the validation labels; "
+                             "monitor 'accuracy' or 'cost', or validate on more examples")
+        return vX, vY
+
     def fit(self, trX, trY, batch_size=None, n_epochs=1, len_filter=None, snapshot_freq=1,
             path=None, *, validation_data=None, validation_split=0.0, patience=None,
             monitor="cost", checkpoint=None, resume=False, class_weight=None,
@@ -404,7 +434,16 @@ class RNN:
         ``{class index: weight}``; each example's loss is scaled by its class's weight.
         If the cost becomes NaN/inf, training stops with an error naming epoch and batch, and
         the weights of the last completed epoch are put back (the checkpoint stays as it was).
+        Arguments that would train nothing (n_epochs < 1, batch_size < 1, a validation split
+        that leaves no example on one side, a len_filter that drops every example, a monitor
+        the model does not compute) raise a ValueError or TypeError before anything changes.
         """
+        # Every argument and the data are checked before anything in the model changes.
+        check_fit_arguments(batch_size=batch_size, n_epochs=n_epochs,
+                            validation_split=validation_split, patience=patience,
+                            snapshot_freq=snapshot_freq, lr_schedule=lr_schedule,
+                            len_filter=len_filter)
+        check_monitor(monitor, metric_names(self.cost, self.out_size))
         X = self._inputs(trX, "trX")
         if not hasattr(trY, "__len__"):
             raise TypeError(f"trY must be a list or array of labels, got {type(trY).__name__}")
@@ -413,11 +452,14 @@ class RNN:
                              "must match one to one")
         if len(X) == 0:
             raise ValueError("cannot fit on an empty training set (trX has no examples)")
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        if validation_split and validation_data is None:
-            perm = self.rng.permutation(len(X))
-            n_val = max(1, int(round(validation_split * len(X))))
+        validation_data = self._validation_inputs(validation_data, validation_split, monitor)
+        if patience is not None and validation_data is None and not validation_split:
+            warnings.warn("patience has no effect without validation_data or validation_split",
+                          UserWarning, stacklevel=2)
+        split_rng = copy.deepcopy(self.rng)  # the model's generator moves once the data is good
+        if validation_split:
+            n_val = validation_size(len(X), validation_split)
+            perm = split_rng.permutation(len(X))
             val_idx, tr_idx = perm[:n_val], perm[n_val:]
             validation_data = ([X[i] for i in val_idx], [trY[i] for i in val_idx])
             X, trY = [X[i] for i in tr_idx], [trY[i] for i in tr_idx]
@@ -426,14 +468,16 @@ class RNN:
         lengths = iterator_registry.sequence_lengths(X)
         X, trY, lengths = self._long_documents(X, trY, lengths)
         Y = self._targets(trY, lengths)
+        train_cost = self._weighted_cost(class_weight, Y)
+        if not self.per_step:
+            warn_if_one_class(Y, self.cost)
+        self.rng.bit_generator.state = split_rng.bit_generator.state
         Y = self._scale_targets(Y)
-        self._train_cost = self._weighted_cost(class_weight, Y)
+        self._train_cost = train_cost
         if batch_size is not None:
             self.iterator.size = batch_size
         self._schedule = None
         if lr_schedule is not None:
-            if lr_schedule != "linear":
-                raise ValueError(f"lr_schedule must be None or 'linear', got {lr_schedule!r}")
             per_epoch = sum(1 for _ in self.iterator.batches(lengths, True,
                                                              np.random.default_rng(0)))
             self._schedule = [self.updater.lr, max(1, per_epoch * n_epochs), 0]
@@ -624,6 +668,7 @@ class RNN:
         if not self.fitted_:
             raise NotFittedError("this RNN has not been trained: call fit(X, Y) first, or load a "
                                  "trained model with passage.utils.load(path)")
+        check_int("batch_size", batch_size, hint=" (examples per prediction batch)")
         X = self._inputs(X)
         lengths = iterator_registry.sequence_lengths(X)
         budget = getattr(self.iterator, "max_tokens", None)  # 4x: no activations kept here

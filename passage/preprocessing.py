@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from passage._checks import check_int, check_real
 from passage.sequences import (
     TokenArray,
     _as_lists,
@@ -928,6 +929,11 @@ class LenFilter:
         self.min_max_len = min_max_len
         self.percentile = percentile
 
+    def _check(self) -> None:
+        for name in ("max_len", "min_max_len"):
+            check_int(name, getattr(self, name), hint=" (a length in tokens)")
+        check_real("percentile", self.percentile, low=0.0, high=100.0)
+
     def limit(self, lengths: Sequence[int]) -> float:
         if self.percentile > 0:
             return float(np.clip(np.percentile(lengths, self.percentile), self.min_max_len,
@@ -935,9 +941,20 @@ class LenFilter:
         return float(self.max_len)
 
     def filter(self, *data):
+        """(X, Y, ...) without the examples whose X is longer than the limit; a ValueError when
+        that would leave none (nothing to train on)."""
+        self._check()
         lens = sequence_lengths(data[0])
+        if len(lens) == 0:
+            return data[0] if len(data) == 1 else data
         max_len = self.limit(lens)
         keep = np.flatnonzero(lens <= max_len)
+        if len(keep) == 0:
+            raise ValueError(
+                f"LenFilter would drop all {len(lens)} sequences (every one is longer than "
+                f"{max_len:.0f} tokens), leaving nothing to train on: raise max_len (it is "
+                f"{self.max_len}), or cut long sequences instead of dropping them with "
+                f"len_filter=Truncate({self.max_len})")
         if len(keep) < len(lens):
             warnings.warn(
                 f"LenFilter dropped {len(lens) - len(keep)} of {len(lens)} sequences longer than "

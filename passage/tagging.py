@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from collections import Counter
 
 import numpy as np
 
+from passage._checks import check_dropout, check_int, check_real, missing_positions, positions
 from passage.layers import Dense, FeatureEmbedding, GatedRecurrent, LstmRecurrent
 from passage.models import RNN
 from passage.updates import Adam
@@ -94,6 +96,9 @@ class WordFeatures:
 
     def fit(self, sentences) -> WordFeatures:
         _check_sentences(sentences)
+        check_int("min_df", self.min_df)
+        check_int("suffix", self.suffix, 0, hint=" (longest suffix used as a feature)")
+        check_int("min_df_affix", self.min_df_affix)
         counts = [Counter() for _ in range(self.n_slots)]
         for sent in sentences:
             for word in sent:
@@ -161,45 +166,68 @@ class Tagger:
         """The constructor arguments (scikit-learn style)."""
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
 
-    def fit(self, sentences, tags, validation_data=None, patience: int | None = 2) -> Tagger:
-        """Train on token lists and their tag lists; with ``validation_data`` ((sentences,
-        tags)) the best epoch by validation accuracy is kept."""
-        _check_sentences(sentences)
-        if len(sentences) != len(tags):
-            raise ValueError(f"got {len(sentences)} sentences but {len(tags)} tag lists")
+    def _check_params(self) -> None:
+        for name in ("size", "embedding_size", "depth", "n_epochs", "batch_size", "min_df"):
+            check_int(name, getattr(self, name))
         if self.layer not in ("lstm", "gru"):
             raise ValueError(f"layer must be 'lstm' or 'gru', got {self.layer!r}")
-        self.tags_ = sorted({t for ts in tags for t in ts})
-        self.features_ = WordFeatures(min_df=self.min_df).fit(sentences)
-        rec = LstmRecurrent if self.layer == "lstm" else GatedRecurrent
-        layers = [FeatureEmbedding(self.embedding_size, self.features_.n_features_,
-                                   self.features_.n_slots)]
-        layers += [rec(self.size, direction="bi", seq_output=True, p_drop=self.p_drop)
-                   for _ in range(self.depth)]
-        layers.append(Dense(len(self.tags_), "softmax", p_drop=self.p_drop))
-        self.model_ = RNN(layers, "cce", updater=Adam(lr=self.lr), verbose=self.verbose,
-                          seed=self.seed, precision=self.precision)
+        check_dropout("p_drop", self.p_drop)
+        check_real("lr", self.lr, low=0.0, low_open=True, hint=" (the learning rate)")
+
+    def fit(self, sentences, tags, validation_data=None, patience: int | None = 2) -> Tagger:
+        """Train on token lists and their tag lists; with ``validation_data`` ((sentences,
+        tags)) the best epoch by validation accuracy is kept. Empty sentences are allowed
+        (they teach nothing). Nothing is set on the tagger unless training succeeds."""
+        _check_sentences(sentences)
+        if not hasattr(tags, "__len__") or len(sentences) != len(tags):
+            raise ValueError(f"got {len(sentences)} sentences but "
+                             f"{len(tags) if hasattr(tags, '__len__') else 'no'} tag lists")
+        self._check_params()
+        check_int("patience", patience, 0, optional=True)
+        _check_tags(tags, "tags")
+        names = sorted({t for ts in tags for t in ts})
+        if not names:
+            raise ValueError("every training sentence is empty: there are no tags to learn")
+        if len(names) == 1:
+            warnings.warn(f"every training token has the tag {names[0]!r}: the tagger can only "
+                          "learn to predict it", UserWarning, stacklevel=2)
+        features = WordFeatures(min_df=self.min_df).fit(sentences)
         val = None
         if validation_data is not None:
-            val = (self.features_.transform(validation_data[0]), self._encode(validation_data[1]))
-        self.model_.fit(self.features_.transform(sentences), self._encode(tags),
-                        batch_size=self.batch_size, n_epochs=self.n_epochs, validation_data=val,
-                        patience=patience if val is not None else None, monitor="accuracy")
+            vs, vt = validation_data
+            _check_sentences(vs)
+            _check_tags(vt, "validation tags")
+            val = _nonempty(features.transform(vs), _encode(vt, names))
+            if not val[0]:
+                raise ValueError("every validation sentence is empty: give validation_data "
+                                 "with tokens, or None")
+        rec = LstmRecurrent if self.layer == "lstm" else GatedRecurrent
+        layers = [FeatureEmbedding(self.embedding_size, features.n_features_, features.n_slots)]
+        layers += [rec(self.size, direction="bi", seq_output=True, p_drop=self.p_drop)
+                   for _ in range(self.depth)]
+        layers.append(Dense(len(names), "softmax", p_drop=self.p_drop))
+        model = RNN(layers, "cce", updater=Adam(lr=self.lr), verbose=self.verbose,
+                    seed=self.seed, precision=self.precision)
+        model.fit(*_nonempty(features.transform(sentences), _encode(tags, names)),
+                  batch_size=self.batch_size, n_epochs=self.n_epochs, validation_data=val,
+                  patience=patience if val is not None else None, monitor="accuracy")
+        self.tags_, self.features_, self.model_ = names, features, model
         return self
 
     def _encode(self, tags) -> list[np.ndarray]:
-        index = {t: i for i, t in enumerate(self.tags_)}
-        try:
-            return [np.array([index[t] for t in ts], dtype=np.int64) for ts in tags]
-        except KeyError as e:
-            raise ValueError(f"tag {e.args[0]!r} was not seen in training; known tags: "
-                             f"{self.tags_}") from None
+        return _encode(tags, self.tags_)
 
     def predict_proba(self, sentences) -> list[np.ndarray]:
-        """One (tokens, tags) array of probabilities per sentence."""
+        """One (tokens, tags) array of probabilities per sentence ((0, tags) for an empty one)."""
         if not hasattr(self, "model_"):
             raise ValueError("this Tagger is not fitted yet: call fit(sentences, tags) first")
-        return self.model_.predict(self.features_.transform(sentences))
+        feats = self.features_.transform(sentences)
+        full = [i for i, f in enumerate(feats) if len(f)]
+        out = [np.zeros((0, len(self.tags_)), np.float32)] * len(feats)
+        if full:
+            for i, p in zip(full, self.model_.predict([feats[i] for i in full]), strict=True):
+                out[i] = p
+        return out
 
     def predict(self, sentences) -> list[list[str]]:
         return [[self.tags_[i] for i in p.argmax(-1)] for p in self.predict_proba(sentences)]
@@ -229,6 +257,33 @@ class Tagger:
         tagger.model_, tagger.tags_ = model, meta["tags"]
         tagger.features_ = WordFeatures.from_config(meta["features"])
         return tagger
+
+
+def _encode(tags, names: list) -> list[np.ndarray]:
+    """Tag lists as arrays of indices into ``names``."""
+    index = {t: i for i, t in enumerate(names)}
+    try:
+        return [np.array([index[t] for t in ts], dtype=np.int64) for ts in tags]
+    except KeyError as e:
+        raise ValueError(f"tag {e.args[0]!r} was not seen in training; known tags: "
+                         f"{names}") from None
+
+
+def _nonempty(feats: list, tags: list) -> tuple[list, list]:
+    """The sentences that have tokens (a batch of only empty ones has nothing to run)."""
+    keep = [i for i, f in enumerate(feats) if len(f)]
+    return [feats[i] for i in keep], [tags[i] for i in keep]
+
+
+def _check_tags(tags, what: str) -> None:
+    """Tag lists hold tags (no None or NaN: a missing tag must not become a tag)."""
+    if isinstance(tags, str) or not hasattr(tags, "__len__"):
+        raise TypeError(f"{what} must be a list of tag lists, e.g. [['DET', 'NOUN']]")
+    bad = [i for i, ts in enumerate(tags)
+           if isinstance(ts, str) or missing_positions(list(ts))]
+    if bad:
+        raise ValueError(f"{what} of sentence(s) {positions(bad)} are missing or not a list "
+                         "(None/NaN tags, or a str): give every token a tag")
 
 
 def _check_sentences(sentences) -> None:
