@@ -34,7 +34,13 @@ from passage._checks import (
     validation_size,
     warn_if_one_class,
 )
-from passage.checkpoint import load_checkpoint, save_checkpoint
+from passage.checkpoint import (
+    check_resume,
+    current_hyperparameters,
+    load_checkpoint,
+    run_signature,
+    save_checkpoint,
+)
 from passage.layers import (
     AdaptiveSoftmax,
     Dense,
@@ -488,9 +494,11 @@ class RNN:
         start = 0
         if resume and checkpoint and os.path.exists(checkpoint):
             st = load_checkpoint(checkpoint)
+            check_resume(checkpoint, st, self)  # another model: refused here
             self.model.load_state_dict(st["model"])
-            if st["optimizer"] is not None:
-                self.updater.load_state(self.params, st["optimizer"])
+            if st["optimizer"] is not None:  # moments carry on; lr etc. are this updater's
+                self.updater.load_state(self.params, current_hyperparameters(
+                    self.updater, self.params, st["optimizer"]))
             torch.set_rng_state(st["torch_rng"])
             self.rng.bit_generator.state = st["numpy_rng"]
             start, all_costs, self.history_ = st["epoch"] + 1, st["costs"], st["history"]
@@ -535,6 +543,7 @@ class RNN:
             if checkpoint:
                 opt = self.updater.optimizer
                 save_checkpoint(checkpoint, {
+                    "run": run_signature(self),
                     "epoch": epoch, "model": self.model.state_dict(),
                     "optimizer": opt.state_dict() if opt is not None else None,
                     "torch_rng": torch.get_rng_state(), "numpy_rng": self.rng.bit_generator.state,

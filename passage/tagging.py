@@ -253,9 +253,16 @@ class Tagger:
         meta = (getattr(model, "extra_", None) or {}).get("tagger")
         if meta is None:
             raise ValueError(f"{os.fspath(path)!r} is a Passage model but not a Tagger")
-        tagger = cls(**meta["config"])
-        tagger.model_, tagger.tags_ = model, meta["tags"]
-        tagger.features_ = WordFeatures.from_config(meta["features"])
+        try:
+            tagger = cls(**meta["config"])
+            tagger.model_, tagger.tags_ = model, list(meta["tags"])
+            tagger.features_ = WordFeatures.from_config(meta["features"])
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise ValueError(f"{os.fspath(path)!r} holds a damaged Tagger description "
+                             f"({type(e).__name__}: {e}); save the tagger again") from None
+        if len(tagger.tags_) != model.out_size:
+            raise ValueError(f"{os.fspath(path)!r} names {len(tagger.tags_)} tags for an "
+                             f"output of {model.out_size}: the file is damaged")
         return tagger
 
 

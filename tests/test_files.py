@@ -1,0 +1,112 @@
+"""atomic_write: unpredictable O_EXCL temporaries, permission bits kept, the folder fsync'd,
+leftovers of killed writers cleaned (issue 16)."""
+
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from passage import files
+from passage.files import atomic_write, remove_stale_temporaries
+
+
+def text_writer(text, seen=None):
+    def write(tmp):
+        if seen is not None:
+            seen.append(os.path.basename(tmp))
+        with open(tmp, "w") as f:
+            f.write(text)
+    return write
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_symlink_at_the_old_predictable_name_does_not_redirect_the_write(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    os.symlink(victim, tmp_path / f".m.passage.tmp-{os.getpid()}")
+    seen = []
+    atomic_write(tmp_path / "m.passage", text_writer("model", seen))
+    atomic_write(tmp_path / "m.passage", text_writer("model 2", seen))
+    assert victim.read_text() == "precious"
+    assert (tmp_path / "m.passage").read_text() == "model 2"
+    pattern = re.compile(rf"\.m\.passage\.[A-Za-z0-9_]+\.{os.getpid()}\.tmp")
+    assert all(pattern.fullmatch(name) for name in seen) and seen[0] != seen[1]
+    assert sorted(os.listdir(tmp_path)) == [f".m.passage.tmp-{os.getpid()}", "m.passage",
+                                            "victim.txt"]  # a live writer's name: left alone
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o755])
+def test_replacing_a_file_keeps_its_permission_bits(tmp_path, mode):
+    path = tmp_path / "out.csv"
+    path.write_text("old")
+    os.chmod(path, mode)
+    atomic_write(path, text_writer("new"))
+    assert path.read_text() == "new"
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+
+
+def test_a_new_file_gets_the_umask_mode_not_0600(tmp_path):
+    old = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "new.txt", text_writer("x"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.txt").st_mode) == 0o640
+
+
+def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    def replace(a, b):
+        events.append("rename")
+        real_replace(a, b)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    monkeypatch.setattr(files.os, "replace", replace)
+    atomic_write(tmp_path / "a.txt", text_writer("x"))
+    assert events == ["file", "rename", "dir"]
+
+
+def test_a_failed_write_leaves_no_temporary_and_the_old_file(tmp_path):
+    path = tmp_path / "m.passage"
+    path.write_text("old")
+
+    def boom(tmp):
+        open(tmp, "w").write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, boom)
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["m.passage"]
+
+
+def test_stale_temporaries_of_killed_writers_are_removed(tmp_path):
+    dead, old = dead_pid(), time.time() - 2 * files.STALE_SECONDS
+    names = {
+        f".m.passage.k3j_x9.{dead}.tmp": (old, False),  # dead writer, old: removed
+        f".m.passage.tmp-{dead}": (old, False),  # the earlier versions' name: removed
+        f".m.passage.a8Fq2z.{dead}.tmp": (time.time(), True),  # too recent: kept
+        f".m.passage.zz9.{os.getppid()}.tmp": (old, True),  # its writer still runs: kept
+        f".other.passage.k3j_x9.{dead}.tmp": (old, True),  # another target's: kept
+        "notes.txt": (old, True),
+    }
+    for name, (mtime, _) in names.items():
+        (tmp_path / name).write_bytes(b"x" * 1000)
+        os.utime(tmp_path / name, (mtime, mtime))
+    atomic_write(tmp_path / "m.passage", text_writer("model"))
+    kept = set(os.listdir(tmp_path))
+    assert kept == {n for n, (_, keep) in names.items() if keep} | {"m.passage"}
+    assert remove_stale_temporaries(str(tmp_path), "m.passage") == []
