@@ -36,17 +36,34 @@ Averaging trained models needs no processes:
 >>> p = Ensemble(members).predict(X)
 >>> bool(np.allclose(p, (members[0].predict(X) + members[1].predict(X)) / 2))
 True
+
+``passage.utils.save(ensemble, path)`` writes one file holding the members' model files
+(``save_ensemble``); ``passage.utils.load(path)`` gives the Ensemble back (``load_ensemble``):
+plain data, as for one model, and each member is read by ``passage.io.load``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from passage import _processes, distributed
+from passage import io as model_io
+from passage.files import Archive, atomic_write
 from passage.models import RNN
+
+FORMAT = "passage-ensemble"
+FORMAT_VERSION = 1
+CONFIG = "passage-ensemble.json"  # the zip member naming the members; see passage.io.KINDS
+MAX_MEMBERS = 1000
 
 
 class Ensemble:
@@ -125,6 +142,70 @@ def _train_member(rank, world, make_models, X, Y, fit_kwargs, backend, timeout) 
     return model
 
 
+# -- files -----------------------------------------------------------------------------------------
+def save_ensemble(ensemble: Ensemble, path: str | os.PathLike, tokenizer=None,
+                  extra: dict | None = None) -> None:
+    """Write ``ensemble`` to ``path``: a zip of its members' model files (``passage.io.save``)
+    and a JSON list of them; atomic, like a model file. ``extra``: JSON metadata given back as
+    the loaded ensemble's ``extra_``. What ``passage.utils.save`` does with an Ensemble."""
+    if tokenizer is not None:
+        raise ValueError("an Ensemble is saved without a tokenizer argument: each member keeps "
+                         "its own (RNN(..., tokenizer=...)); save it with save(ensemble, path)")
+    members = _checked_members(ensemble, trained=True)
+    extra = extra if extra is not None else getattr(ensemble, "extra_", None)
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
+    try:
+        meta = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION,
+                           "members": [_member_name(i) for i in range(len(members))],
+                           "extra": extra}, indent=1, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"extra must hold plain JSON data (dict, list, str, finite numbers, "
+                        f"bool, None): {e}") from None
+    with tempfile.TemporaryDirectory(prefix="passage-ensemble-") as tmp:
+        files = []
+        for i, member in enumerate(members):  # every member written before the target is
+            files.append(os.path.join(tmp, f"{i}.passage"))
+            model_io.save(member, files[-1])
+
+        def write(target):
+            # deflated, not stored: a truncated file must not open as the zip of its first
+            # member (a zip reader looks for the end-of-archive record from the end)
+            with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr(CONFIG, meta)
+                for i, name in enumerate(files):
+                    z.write(name, _member_name(i))
+
+        atomic_write(path, write)
+
+
+def load_ensemble(path: str | os.PathLike, device=None) -> Ensemble:
+    """The Ensemble saved at ``path`` by ``save_ensemble``, each member read by
+    ``passage.io.load`` (plain data: no code runs). What ``passage.utils.load`` does with an
+    ensemble file."""
+    path = os.fspath(path)
+    try:
+        with Archive(path, "Passage ensemble file") as archive, \
+                tempfile.TemporaryDirectory(prefix="passage-ensemble-") as tmp:
+            meta = archive.read_json(CONFIG)
+            members = []
+            for name in _member_names(archive, meta):
+                local = os.path.join(tmp, "member.passage")
+                _extract(archive, name, local)
+                try:
+                    members.append(model_io.load(local, device=device))
+                except ValueError as e:  # worded for the temporary copy: name the member
+                    raise ValueError(f"{path!r}, member {name}: "
+                                     f"{str(e).replace(repr(local), 'it')}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, KeyError,
+            UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not a readable Passage ensemble file (damaged or "
+                         f"truncated: {type(e).__name__}: {e}); save the ensemble again") from None
+    ensemble = Ensemble(members)
+    ensemble.extra_ = meta.get("extra")
+    return ensemble
+
+
 def _checked_members(ensemble: Ensemble, trained: bool = False) -> list[RNN]:
     """The ensemble's models as a list: at least one, all ``passage.models.RNN`` (and, with
     ``trained``, all fitted)."""
@@ -140,3 +221,41 @@ def _checked_members(ensemble: Ensemble, trained: bool = False) -> list[RNN]:
             raise ValueError(f"models[{i}] has not been trained: fit it (or load it) before "
                              "saving the ensemble")
     return members
+
+
+def _member_name(i: int) -> str:
+    return f"members/{i}.passage"
+
+
+def _member_names(archive: Archive, meta) -> list[str]:
+    """The member files listed by the config, which must be the ones save_ensemble writes."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise archive.refuse(f"{CONFIG} is not an ensemble config (format tag missing)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise archive.refuse(f"it was written in ensemble format {version!r}, newer than this "
+                             f"Passage reads ({FORMAT_VERSION}): upgrade passage to load it")
+    names = meta.get("members")
+    if not isinstance(names, list) or not 1 <= len(names) <= MAX_MEMBERS or \
+            names != [_member_name(i) for i in range(len(names))]:
+        raise archive.refuse(f"its member list must be 1 to {MAX_MEMBERS} names "
+                             "members/0.passage, members/1.passage, ...")
+    if meta.get("extra") is not None and not isinstance(meta["extra"], dict):
+        raise archive.refuse("its extra metadata is not a JSON object")
+    return names
+
+
+def _extract(archive: Archive, name: str, target: str) -> None:
+    """Copy member ``name`` to the file ``target``, in chunks: the size its entry declares is
+    checked first (``Archive.info``: zip-bomb limits), and the zip reader never expands a
+    member past that size."""
+    try:
+        info = archive.info(name)
+    except KeyError:
+        raise archive.refuse(f"member {name!r} is missing") from None
+    with archive.zip.open(info) as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+
+
+model_io.SAVERS[Ensemble] = save_ensemble
+model_io.LOADERS[CONFIG] = load_ensemble

@@ -71,8 +71,6 @@ def is_training(module: nn.Module) -> bool:
     return module.training and not getattr(_CALL, "inference", False)
 
 
-
-
 class Layer(nn.Module):
     """Base class: constructor args are the config; ``connect`` makes the parameters."""
 

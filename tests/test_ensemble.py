@@ -108,3 +108,119 @@ def test_a_script_with_progress_bars_leaves_nothing_behind(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "members 2" in run.stdout and "Epoch 1/1" in run.stderr
     assert "leaked" not in run.stderr, run.stderr[-3000:]
+
+
+def _fitted_pair():
+    X, Y = synthetic(64, 0)
+    members = [make_member("forward", 0), make_member("backward", 1)]
+    for m in members:
+        m.fit(X, Y)
+    return Ensemble(members), X
+
+
+def test_save_and_load_an_ensemble(tmp_path):
+    import zipfile
+
+    from passage import io
+    from passage.utils import load, save
+
+    ens, X = _fitted_pair()
+    path = tmp_path / "ens.passage"
+    save(ens, path, extra={"classes": ["neg", "pos"]})
+    back = load(path)
+    assert isinstance(back, Ensemble) and len(back.models) == 2
+    assert back.extra_ == {"classes": ["neg", "pos"]}
+    np.testing.assert_array_equal(back.predict(X), ens.predict(X))
+    assert [m.layers[1].direction for m in back.models] == ["forward", "backward"]
+    with zipfile.ZipFile(path) as z:  # the members are ordinary model files
+        assert z.namelist() == ["passage-ensemble.json", "members/0.passage",
+                                "members/1.passage"]
+        z.extract("members/1.passage", tmp_path)
+    np.testing.assert_array_equal(io.load(tmp_path / "members/1.passage").predict(X),
+                                  ens.models[1].predict(X))
+
+
+def test_loading_an_ensemble_without_its_module_says_what_to_import(tmp_path):
+    """passage.io cannot import passage.ensemble (which imports io): the reader is registered
+    when passage.ensemble is imported, and without it load says so."""
+    import subprocess
+    import sys
+
+    from passage.utils import save
+
+    ens, _ = _fitted_pair()
+    save(ens, tmp_path / "ens.passage")
+    code = "import sys; from passage.utils import load; load(sys.argv[1])"
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ens.passage")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "`import passage.ensemble` before loading it" in run.stderr, run.stderr[-2000:]
+
+
+def test_saving_a_bad_ensemble_is_refused_and_writes_nothing(tmp_path):
+    from passage.utils import save
+
+    ens, _ = _fitted_pair()
+    path = tmp_path / "ens.passage"
+    with pytest.raises(ValueError, match="has not been trained"):
+        save(Ensemble([ens.models[0], make_member("forward")]), path)
+    with pytest.raises(ValueError, match="at least one model"):
+        save(Ensemble([]), path)
+    with pytest.raises(ValueError, match="each member keeps its own"):
+        save(ens, path, tokenizer=object())
+    with pytest.raises(TypeError, match="plain JSON"):
+        save(ens, path, extra={"f": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def _rewrite(path, out, change):
+    """A copy of the ensemble file ``path`` at ``out`` with ``change(name, data) -> (name,
+    data, compression)`` applied to every member (None drops it)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            changed = change(info.filename, src.read(info))
+            if changed is not None:
+                name, data, how = changed
+                dst.writestr(name, data, compress_type=how)
+
+
+def test_damaged_or_hostile_ensemble_files_get_clear_errors(tmp_path):
+    import json
+    import zipfile
+
+    from passage.utils import load, save
+
+    ens, _ = _fitted_pair()
+    path = tmp_path / "ens.passage"
+    save(ens, path)
+    stored = zipfile.ZIP_STORED
+
+    def config(**changes):
+        def change(name, data):
+            if name == "passage-ensemble.json":
+                meta = {**json.loads(data), **changes}
+                return name, json.dumps(meta), stored
+            return name, data, stored
+        return change
+
+    cases = {
+        "traversal": (config(members=["../../etc/passwd"]), "member list must be"),
+        "many": (config(members=[f"members/{i}.passage" for i in range(2000)]),
+                 "member list must be"),
+        "newer": (config(format_version=99), "newer than this Passage reads"),
+        "missing": (lambda n, d: None if n == "members/1.passage" else (n, d, stored),
+                    "members/1.passage' is missing"),
+        "bad member": (lambda n, d: (n, b"not a zip" if n == "members/0.passage" else d,
+                                     stored), "not a readable Passage model file"),
+    }
+    for name, (change, message) in cases.items():
+        bad = tmp_path / f"{name}.passage"
+        _rewrite(path, bad, change)
+        with pytest.raises(ValueError, match=message):
+            load(bad)
+    truncated = tmp_path / "truncated.passage"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="not a readable"):
+        load(truncated)
