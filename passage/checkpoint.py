@@ -112,14 +112,16 @@ def _array_keys(state) -> list[str]:
 def run_signature(model) -> dict:
     """What ``check_resume`` compares, stored in every checkpoint: the model's class, layers
     and cost, the updater's kind and a digest of the tokenizer's vocabulary (if any)."""
-    cfg = model.get_config()
     tok, vocab = getattr(model, "tokenizer", None), None
     if tok is not None and hasattr(tok, "encoder"):
         words = json.dumps(tok.get_config().get("vocabulary"))
         vocab = hashlib.sha256(words.encode()).hexdigest()
+    layers = [{"layer": type(la).__name__, "config": la.get_config()} for la in model.layers]
+    # by name, not through get_config: a cost of one's own (not registered) can be checkpointed
+    cost = getattr(model.cost, "__name__", type(model.cost).__name__)
     return json.loads(json.dumps({
-        "class": type(model).__name__, "layers": cfg["layers"], "cost": cfg["cost"],
-        "updater": cfg["updater"]["name"], "vocabulary": vocab}))
+        "class": type(model).__name__, "layers": layers, "cost": cost,
+        "updater": type(model.updater).__name__, "vocabulary": vocab}))
 
 
 _IGNORED = ("init",)  # layer options that do not matter once the weights are loaded

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from passage._checks import check_int, check_real
-from passage.layers import AdaptiveSoftmax, Dense, full_precision
+from passage.layers import AdaptiveSoftmax, Dense, full_precision, inference
 from passage.models import RNN
 from passage.preprocessing import END, PAD, UNK
 
@@ -217,11 +217,11 @@ class LanguageModel(RNN):
                     mininterval=0.5, dynamic_ncols=True)
 
     @torch.no_grad()
+    @inference()  # not eval(): a fit running in another thread keeps its training mode
     def evaluate(self, X, batch_size: int = 10) -> dict[str, float]:
         """Mean cost per predicted token (nats), perplexity and bits per token on documents X
         (or an id stream), reading it as ``batch_size`` rows with state carried throughout."""
         rows = self._rows(self.stream(X), batch_size)
-        self.model.eval()
         states: list = [None] * self._n_recurrent()
         total, count = 0.0, 0
         for x, y in self._segments(rows):
@@ -232,6 +232,7 @@ class LanguageModel(RNN):
 
     # -- generation ----------------------------------------------------------------------------
     @torch.no_grad()
+    @inference()
     def generate(self, prompt=(), n: int = 100, temperature: float = 1.0,
                  top_k: int | None = None, seed: int | None = None, *,
                  stop_at_end: bool = False, allow_unk: bool = False):
@@ -255,7 +256,6 @@ class LanguageModel(RNN):
         ids = self._inputs([prompt])[0] if text else self._prompt_ids(prompt)
         gen = torch.Generator(device="cpu")
         gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
-        self.model.eval()
         states: list = [None] * self._n_recurrent()
         banned = [PAD] if allow_unk else [PAD, UNK]
         feed, out = [END, *ids], []

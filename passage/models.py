@@ -283,7 +283,7 @@ class RNN:
         ``precision='bf16'`` or 'fp16' while the model is in training mode, else disabled."""
         dtype = PRECISIONS[self.precision]
         return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16,
-                              enabled=dtype is not None and self.model.training)
+                              enabled=dtype is not None and is_training(self.model))
 
     def loss(self, x, lengths, y) -> torch.Tensor:
         """The cost of one padded batch; per-step outputs count real steps only."""
@@ -298,7 +298,7 @@ class RNN:
         if out.dim() == 3:
             mask = torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]
             out, y = out[mask], y[mask]
-        cost = getattr(self, "_train_cost", None) if self.model.training else None
+        cost = getattr(self, "_train_cost", None) if is_training(self.model) else None
         return (cost or self._logits_cost or self.cost)(y, out)
 
     # -- documents longer than the iterator's max_tokens: read in chunks ----------------------

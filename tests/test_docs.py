@@ -86,10 +86,7 @@ def extract(path: Path, root: Path = ROOT) -> list[Block]:
 
 # Pages other engineers are writing, whose blocks are not yet self-contained or marked: their
 # blocks are listed as skipped with this reason. Remove a page from here once its blocks run.
-NOT_YET = {
-    "docs/export.md": "docs/export.md is being written (its blocks use `model` and `ort` "
-                      "before defining them); not yet converted to runnable blocks",
-}
+NOT_YET: dict[str, str] = {}  # page -> why its blocks cannot run yet
 
 
 def _pending(block: Block) -> Block:

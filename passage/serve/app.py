@@ -2,7 +2,8 @@
 
 Routes: ``POST /predict``, ``POST /trace``, ``GET /`` (the live reading-trace page),
 ``GET /health``, ``/ready``, ``/metadata``, ``/metrics``; the OpenAPI schema at ``/openapi.json``
-and ``/docs``. Every answer is JSON (the page and the metrics excepted), errors included:
+(no Swagger page: FastAPI's loads its script from a CDN, and nothing here may).
+Every answer is JSON (the page and the metrics excepted), errors included:
 ``{"error": message, "status": code}``, never a traceback or a file path. The app can be
 mounted in another ASGI application (``parent.mount("/sentiment", create_app(path))``).
 """
@@ -23,7 +24,7 @@ from passage.serve.predictor import InputError, Predictor
 from passage.serve.requests import ApiError, Limits, parse_predict, parse_trace, read_json
 
 log = logging.getLogger("passage.serve")
-ROUTES = ("/", "/predict", "/trace", "/health", "/ready", "/metadata", "/metrics", "/docs",
+ROUTES = ("/", "/predict", "/trace", "/health", "/ready", "/metadata", "/metrics",
           "/openapi.json")
 OPEN_ROUTES = ("/health",)  # answered without the API key
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -115,7 +116,8 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
             predictor.close()
 
     app = fastapi.FastAPI(title="Passage", version=predictor.metadata()["passage_version"],
-                          description=schema.DESCRIPTION, lifespan=lifespan)
+                          description=schema.DESCRIPTION, lifespan=lifespan,
+                          docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
     app.state.predictor, app.state.batcher, app.state.metrics = predictor, batcher, metrics
 
     def error(status: int, message: str, headers: dict | None = None):
@@ -191,7 +193,7 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc):  # 404, 405 from routing
-        message = {404: f"no route {request.url.path!r}: see /docs",
+        message = {404: f"no route {request.url.path!r}: see /openapi.json",
                    405: f"{request.method} is not allowed on {request.url.path!r}"}
         return error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
 

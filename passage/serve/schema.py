@@ -1,4 +1,4 @@
-"""The request and response schema of the service, for the OpenAPI page (``/docs``).
+"""The request and response schema of the service, for the OpenAPI schema (``/openapi.json``).
 
 The app reads and checks bodies itself (``passage.serve.requests``), so that size limits apply
 before parsing and every error says what to change; these models only document the shapes.
