@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.multiprocessing as mp
 
+from passage import _checks as checks
 from passage.io import load, save
 from passage.models import RNN
 
@@ -57,6 +58,7 @@ def check_fit_kwargs(fit_kwargs: dict, caller: str = "fit_distributed") -> None:
     if bad:
         raise ValueError(f"{bad} are not supported by {caller} yet: train without them, "
                          "then save the returned model with passage.utils.save")
+    checks.check_fit_kwargs(fit_kwargs)  # bad values refused here, before any process starts
 
 
 def check_threads(threads) -> None:

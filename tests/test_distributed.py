@@ -335,3 +335,13 @@ def test_the_fallback_watch_ends_a_worker_whose_parent_is_gone():
                          timeout=60)
     assert run.stdout == "alive\n" and run.returncode == 1
     assert "its parent process -1 died; stopping" in run.stderr
+
+
+def test_bad_fit_arguments_are_refused_before_any_process_starts():
+    def make_model():
+        raise AssertionError("no worker may start")
+
+    with pytest.raises(ValueError, match="n_epochs"):
+        fit_distributed(make_model, [[1, 2]] * 8, [0, 1] * 4, 2, n_epochs=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        fit_distributed(make_model, [[1, 2]] * 8, [0, 1] * 4, 2, batch_size=-5)
