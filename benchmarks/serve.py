@@ -43,13 +43,13 @@ def rss_mib(pid: int) -> float:
 
 def train(data: str, n: int, path: str) -> None:
     from passage.io import save
-    from passage.showcase.training import TrainOptions, train_model
+    from passage.recipe import TextModelOptions, fit_text_model
 
     texts, labels = load_imdb(data, "train")
     order = np.random.default_rng(0).permutation(len(texts))[:n]
     began = time.time()
-    model = train_model([texts[i] for i in order], [labels[i] for i in order],
-                        options=TrainOptions(epochs=1, validation_split=0.0))
+    model = fit_text_model([texts[i] for i in order], [labels[i] for i in order],
+                        options=TextModelOptions(n_epochs=1, validation_split=0.0))
     save(model, path)
     print(f"trained the 2015 example model on {n:,} reviews, 1 epoch, in "
           f"{time.time() - began:.0f}s", flush=True)

@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="directory with train.jsonl.gz and test.jsonl.gz")
     ap.add_argument("--target", choices=[*TARGETS, "both"], default="both")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 25000])
-    ap.add_argument("--epochs", type=int, default=SHOWDOWN_RNN.epochs,
+    ap.add_argument("--epochs", type=int, default=SHOWDOWN_RNN.n_epochs,
                     help="most RNN epochs (early stopping, patience 2)")
     ap.add_argument("--size", type=int, default=SHOWDOWN_RNN.size, help="GRU units")
     ap.add_argument("--embedding-size", type=int, default=SHOWDOWN_RNN.embedding_size)
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
-    rnn = SHOWDOWN_RNN.updated(epochs=args.epochs, size=args.size,
+    rnn = SHOWDOWN_RNN.updated(n_epochs=args.epochs, size=args.size,
                                embedding_size=args.embedding_size)
     for target in TARGETS if args.target == "both" else [args.target]:
         key, task, title = TARGETS[target]

@@ -98,15 +98,10 @@ def validation_size(n: int, validation_split: float) -> int:
 
 def metric_names(cost, out_size: int) -> list[str]:
     """The names ``RNN.evaluate`` can report for this cost and output size (what ``monitor``
-    may be)."""
-    names = ["cost"]
-    if cost in (cost_registry.MeanSquaredError, cost_registry.MeanAbsoluteError):
-        names += ["mse", "mae", "r2"]
-    elif cost is cost_registry.BinaryCrossEntropy and out_size == 1:
-        names += ["accuracy", "roc_auc"]
-    elif cost is cost_registry.CategoricalCrossEntropy:
-        names += ["accuracy", "f1_macro"]
-    return names
+    may be): ``passage.metrics.names``."""
+    from passage import metrics
+
+    return metrics.names(cost, out_size)
 
 
 def check_monitor(monitor, names: list[str]) -> None:

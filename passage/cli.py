@@ -26,10 +26,12 @@ import io
 import json
 import os
 import sys
+import time
 import traceback
 import warnings
 
-from passage.showcase.labels import TASKS
+from passage.labels import TASKS
+from passage.options import AUTO_MONITOR, TextModelOptions
 
 DEFAULTS = {"text_column": "text", "label_column": "label"}
 # argument names that are files a command reads / writes (any subcommand, see check_files)
@@ -40,7 +42,6 @@ OUTPUT_ARGS = ("out", "html", "png", "json")
 MONITORS = {"binary": ("cost", "accuracy", "roc_auc"),
             "multiclass": ("cost", "accuracy", "f1_macro"),
             "regression": ("cost", "mse", "mae", "r2")}
-AUTO_MONITOR = {"binary": "accuracy", "multiclass": "accuracy", "regression": "r2"}
 MAX_ERROR = 1000  # characters of an error message shown
 
 
@@ -113,8 +114,8 @@ def _load_model(path: str):
 
 def _coding(model):
     """The model's label coding, checked against its output layer."""
+    from passage.labels import LabelCoding
     from passage.layers import output_size
-    from passage.showcase.labels import LabelCoding
 
     coding = LabelCoding.from_model(model)
     coding.check_outputs(output_size(model.layers[-1]))
@@ -204,25 +205,29 @@ def _write_text(path: str, text: str) -> None:
 # -- train -----------------------------------------------------------------------------------
 def cmd_train(args) -> int:
     from passage.io import save
-    from passage.showcase.labels import LabelCoding
-    from passage.showcase.training import TrainOptions
+    from passage.labels import LabelCoding
 
     texts, labels = _read(args.data, args.text_column, args.label_column, args)
     coding = LabelCoding.fit(labels, args.task)
-    monitor = _monitor(args.monitor, coding.task)
-    options = TrainOptions(
+    _monitor(args.monitor, coding.task)  # refused now if the task does not compute it
+    options = TextModelOptions(
         size=args.size, embedding_size=args.embedding_size, layer=args.layer,
-        direction=args.direction, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        direction=args.direction, pool=args.pool, wide=args.wide, n_epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
         min_df=args.min_df, max_features=args.max_features, character=args.character,
-        validation_split=args.validation_split, patience=args.patience, seed=args.seed,
-        verbose=_verbosity(args), precision=args.precision)
+        truncate=args.truncate, validation_split=args.validation_split,
+        patience=args.patience, monitor=args.monitor, seed=args.seed, verbose=_verbosity(args),
+        precision=args.precision)
     what = {"binary": f"binary, positive class {coding.classes[-1]!r}" if coding.classes
             else "binary",
             "multiclass": f"{coding.n_outputs} classes", "regression": "regression"}
     _say(args, f"{len(texts):,} texts from {args.data}; task: {what[coding.task]}"
          + (f" ({', '.join(map(str, coding.classes))})" if coding.task == "multiclass" else ""))
-    model = fit_recipe(texts, labels, coding, options, monitor=monitor, pool=args.pool,
-                       truncate=args.truncate, lr_schedule=args.lr_schedule)
+    if args.baseline:
+        _check_baseline(len(texts), options)
+    start = time.perf_counter()
+    model = fit_recipe(texts, labels, coding, options)
+    seconds = time.perf_counter() - start
     model.extra_ = {**coding.to_dict(), "text_column": args.text_column,
                     "label_column": args.label_column}
     save(model, args.out)
@@ -230,10 +235,56 @@ def cmd_train(args) -> int:
     if best is not None:
         record = model.history_[best - 1]
         scores = ", ".join(f"{k[4:]} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
-        _say(args, f"kept epoch {best} of {len(model.history_)} by validation {monitor} "
+        _say(args, f"kept epoch {best} of {len(model.history_)} by validation {model.monitor_} "
                    f"(validation: {scores})")
-    _say(args, f"vocabulary {model.tokenizer.n_features:,} ids; saved model to {args.out}")
+    _say(args, f"vocabulary {model.tokenizer.n_features:,} ids; trained in {seconds:.1f}s; "
+               f"saved model to {args.out}")
+    if args.baseline:
+        _report_baseline(texts, labels, coding, options, model, seconds)
     return 0
+
+
+def _check_baseline(n: int, options: TextModelOptions) -> None:
+    """--baseline needs scikit-learn and a validation split: refused before training."""
+    from passage.recipe import validation_indices
+
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise CLIError("--baseline fits scikit-learn's TF-IDF + linear model: pip install "
+                       "'passage[sklearn]'") from None
+    if validation_indices(n, options) is None:
+        raise CLIError("--baseline compares both models on the validation split: keep "
+                       "--validation-split above 0 (and give at least 20 texts)")
+
+
+def _report_baseline(texts, labels, coding, options, model, seconds: float) -> None:
+    """Fit the TF-IDF + linear model on the RNN's own training part, score both on its
+    validation part, and say which won (always printed: it is what was asked for)."""
+    from passage.baseline import fit_on_split, validation_score
+    from passage.recipe import validation_indices
+
+    train_idx, val_idx = validation_indices(len(texts), options)
+    y = coding.encode(labels)
+    val_texts = [texts[i] for i in val_idx]
+    base = fit_on_split([texts[i] for i in train_idx], y[train_idx], val_texts, y[val_idx],
+                        coding.task)
+    rnn_score = validation_score(coding.task, y[val_idx],
+                                 coding.output_ids(model.predict(val_texts)))
+    name = "R^2" if coding.task == "regression" else "accuracy"
+    print(f"validation {name} on {len(val_idx):,} held-out texts:")
+    print(f"  rnn          {rnn_score:.4f}  trained in {seconds:.1f}s")
+    params = ", ".join(f"{k.split('__')[-1]}={v}" for k, v in base.best_params.items())
+    print(f"  {base.name:<12} {base.cv_score:.4f}  trained in {base.seconds:.1f}s "
+          f"(grid search: {params})")
+    if base.cv_score > rnn_score:
+        print(f"the linear model wins by {base.cv_score - rnn_score:.4f}: for this data it is "
+              "the better model (try more epochs, --direction bi or --wide, or use the linear "
+              "model)")
+    elif base.cv_score == rnn_score:
+        print("a tie: the linear model is as good here, and faster")
+    else:
+        print(f"the RNN wins by {rnn_score - base.cv_score:.4f}")
 
 
 def _monitor(choice: str, task: str) -> str:
@@ -246,32 +297,16 @@ def _monitor(choice: str, task: str) -> str:
     return monitor
 
 
-def fit_recipe(texts, labels, coding, options, *, monitor: str = "cost", pool: str = "last",
-               truncate: int | None = None, lr_schedule: str = "constant"):
-    """``train_model`` with the recipe options that TrainOptions does not hold: the validation
-    score early stopping keeps (monitor), pooling of the recurrent states ('last', 'max',
-    'mean'), ``Truncate(truncate)`` of long training texts and the lr schedule."""
-    from passage.preprocessing import Tokenizer, Truncate, check_texts
-    from passage.showcase.training import MIN_FOR_VALIDATION, build_model
+def fit_recipe(texts, labels, coding, options: TextModelOptions):
+    """The recipe (passage.recipe.fit_text_model) on the texts and labels read."""
+    from passage.recipe import fit_text_model
 
-    texts = check_texts(texts)
-    y = coding.encode(labels)
-    tokenizer = Tokenizer(max_features=options.max_features, min_df=options.min_df,
-                          character=options.character)
-    tokens = tokenizer.fit_transform(texts)
-    model = build_model(coding, tokenizer, options)
-    if pool != "last":
-        model.layers[1].pool = pool  # read at every forward pass and saved with the config
-    validate = options.validation_split > 0 and len(texts) >= MIN_FOR_VALIDATION
-    cut = Truncate(truncate) if truncate else None
-    model.fit(tokens, y, batch_size=options.batch_size, n_epochs=options.epochs,
-              validation_split=options.validation_split if validate else 0.0,
-              patience=options.patience if validate else None, monitor=monitor,
-              len_filter=cut, lr_schedule=None if lr_schedule == "constant" else lr_schedule)
-    if cut is not None and cut.n_cut_:
-        print(f"passage: {cut.n_cut_:,} training text(s) longer than {truncate} tokens were "
-              f"trained on their first and last {truncate} tokens in all (--truncate); "
-              "prediction reads whole texts", file=sys.stderr)
+    model = fit_text_model(texts, labels, coding, options)
+    if model.n_truncated_:
+        print(f"passage: {model.n_truncated_:,} training text(s) longer than "
+              f"{options.truncate} tokens were trained on their first and last "
+              f"{options.truncate} tokens in all (--truncate); prediction reads whole texts",
+              file=sys.stderr)
     return model
 
 
@@ -408,7 +443,7 @@ def cmd_showdown(args) -> int:
         test_texts, test_labels = [texts[i] for i in test_idx], [labels[i] for i in test_idx]
         texts, labels = [texts[i] for i in train_idx], [labels[i] for i in train_idx]
     rnn = SHOWDOWN_RNN.updated(size=args.size, embedding_size=args.embedding_size,
-                               epochs=args.epochs, min_df=args.min_df,
+                               n_epochs=args.epochs, min_df=args.min_df,
                                verbose=1 if args.verbose else 0)
     log = None if args.quiet else print
     rows = run_showdown(texts, labels, test_texts, test_labels, sizes=args.sizes,
@@ -529,46 +564,59 @@ def _add_data_columns(p, label: bool = True, required_defaults: bool = True) -> 
 
 
 def _add_model_options(p, showdown: bool = False) -> None:
+    d = TextModelOptions()  # the recipe's defaults: one place (passage/options.py)
     g = p.add_argument_group("model and training")
-    g.add_argument("--size", type=positive_int, default=128, help="recurrent units (128)")
-    g.add_argument("--embedding-size", type=positive_int, default=128,
-                   help="embedding dimensions (128)")
-    g.add_argument("--epochs", type=positive_int, default=10 if showdown else 5,
+    g.add_argument("--size", type=positive_int, default=d.size,
+                   help="recurrent units (%(default)s)")
+    g.add_argument("--embedding-size", type=positive_int, default=d.embedding_size,
+                   help="embedding dimensions (%(default)s)")
+    g.add_argument("--epochs", type=positive_int, default=d.n_epochs,
                    help="most epochs; early stopping usually ends sooner (%(default)s)")
-    g.add_argument("--min-df", type=positive_int, default=2,
+    g.add_argument("--min-df", type=positive_int, default=d.min_df,
                    help="a word needs this many texts to get its own id (%(default)s)")
     g.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
     if showdown:
         return
-    g.add_argument("--layer", choices=["gru", "lstm", "simple"], default="gru",
-                   help="recurrent layer (gru)")
-    g.add_argument("--direction", choices=["forward", "backward", "bi"], default="forward",
-                   help="reading direction (forward)")
-    g.add_argument("--batch-size", type=positive_int, default=64, help="minibatch size (64)")
-    g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (1e-3)")
-    g.add_argument("--max-features", type=positive_int, default=20000,
-                   help="vocabulary size, special ids included (20000)")
+    g.add_argument("--layer", choices=["gru", "lstm", "simple"], default=d.layer,
+                   help="recurrent layer (%(default)s)")
+    g.add_argument("--direction", choices=["forward", "backward", "bi"], default=d.direction,
+                   help="reading direction; bi: forward and backward, states concatenated "
+                        "(%(default)s)")
+    g.add_argument("--pool", choices=["last", "max", "mean"], default=d.pool,
+                   help="what the recurrent layer hands to the output: its last state, or the "
+                        "max or mean over all its states (%(default)s)")
+    g.add_argument("--wide", action=argparse.BooleanOptionalAction, default=d.wide,
+                   help="add a linear term over the words and word pairs of the text to the "
+                        "output, learnt with the RNN (%(default)s)")
+    g.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+                   help="minibatch size (%(default)s)")
+    g.add_argument("--lr", type=positive_float, default=d.lr,
+                   help="Adam learning rate (%(default)s)")
+    g.add_argument("--lr-schedule", choices=["constant", "linear"], default=d.lr_schedule,
+                   help="linear: the learning rate falls to 0 over the planned epochs "
+                        "(%(default)s)")
+    g.add_argument("--max-features", type=positive_int, default=d.max_features,
+                   help="vocabulary size, special ids included (%(default)s)")
     g.add_argument("--character", action="store_true", help="character tokens, not words")
-    g.add_argument("--validation-split", type=fraction, default=0.1,
-                   help="fraction held out for early stopping; 0 turns it off (0.1)")
-    g.add_argument("--patience", type=positive_int, default=2,
-                   help="stop after this many epochs without a better validation score (2)")
+    g.add_argument("--validation-split", type=fraction, default=d.validation_split,
+                   help="fraction held out for early stopping; 0 turns it off (%(default)s)")
+    g.add_argument("--patience", type=positive_int, default=d.patience,
+                   help="stop after this many epochs without a better validation score "
+                        "(%(default)s)")
     g.add_argument("--monitor", choices=["auto", *dict.fromkeys(sum(MONITORS.values(), ()))],
-                   default="auto",
+                   default=d.monitor,
                    help="validation score that picks the epoch kept and drives early stopping; "
                         "auto: accuracy for classes, r2 for regression (cost, mse, mae: lower "
                         "is better; roc_auc binary only, f1_macro multiclass only)")
-    g.add_argument("--pool", choices=["last", "max", "mean"], default="last",
-                   help="what the recurrent layer hands to the output: its last state, or the "
-                        "max or mean over all its states (last)")
-    g.add_argument("--truncate", type=positive_int, default=None, metavar="N",
+    g.add_argument("--truncate", type=nonnegative_int, default=d.truncate, metavar="N",
                    help="train on the first and last N/2 tokens of texts longer than N "
-                        "(prediction still reads whole texts; default: train on everything)")
-    g.add_argument("--lr-schedule", choices=["constant", "linear"], default="constant",
-                   help="linear: the learning rate falls to 0 over the planned epochs (constant)")
-    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="bf16: mixed-precision training, faster on CPUs with AVX512-BF16/AMX; "
-                        "fp16: for GPUs without bfloat16 (fp32)")
+                        "(prediction still reads whole texts); 0: train on everything "
+                        "(%(default)s)")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   default=d.precision,
+                   help="auto: bf16 mixed precision where the CPU (AVX512-BF16/AMX) or GPU "
+                        "runs it natively, else fp32; fp16: for GPUs without bfloat16 "
+                        "(%(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -594,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=["auto", *TASKS], default="auto",
                    help="what to predict (default: inferred from the labels)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--baseline", action="store_true",
+                   help="also fit the TF-IDF + linear model (scikit-learn) on the same training "
+                        "texts and print both validation scores and training times")
     _add_model_options(p)
     p.set_defaults(func=cmd_train)
 

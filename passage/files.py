@@ -39,12 +39,26 @@ MAX_MEMBER_BYTES = 4 << 30  # one array
 MAX_TOTAL_BYTES = 16 << 30  # everything read from one archive
 MAX_JSON_BYTES = 256 << 20  # a config (a vocabulary of millions of words fits)
 MAX_DEPTH = 64  # JSON nesting
+_DATE = (1980, 1, 1, 0, 0, 0)  # members carry no time: the same model gives the same bytes
 STALE_SECONDS = 600  # a dead writer's temporary this old is removed by the next write
 _CHUNK = 1 << 20
 
 
 class RefusedFile(ValueError):
     """A file that is readable but refused: too large, inconsistent or holding bad values."""
+
+
+def write_member(z: zipfile.ZipFile, name: str, data: bytes) -> None:
+    """Add ``data`` to an open zip as ``name``, deflated, or stored as is when deflating would
+    shrink it past what ``Archive`` accepts (a large run of zeros, e.g. weights no example
+    reached), so that every file Passage writes, it reads back."""
+    if len(data) > FREE_BYTES:
+        packed = zlib.compressobj(6, zlib.DEFLATED, -15)
+        size = len(packed.compress(data)) + len(packed.flush())
+        if len(data) > MAX_RATIO // 2 * max(1, size):
+            z.writestr(zipfile.ZipInfo(name, date_time=_DATE), data, zipfile.ZIP_STORED)
+            return
+    z.writestr(zipfile.ZipInfo(name, date_time=_DATE), data, zipfile.ZIP_DEFLATED)
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -39,10 +39,12 @@ from passage.files import (
     RefusedFile,
     atomic_write,
     finite_or_refuse,
+    write_member,
 )
 from passage.lm import LanguageModel
 from passage.models import RNN
 from passage.preprocessing import Tokenizer
+from passage.wide import NgramLinear
 
 FORMAT = "passage-model"
 FORMAT_VERSION = 1
@@ -91,11 +93,11 @@ def save(model, path: str | os.PathLike, tokenizer=None, extra: dict | None = No
 
     def write(tmp):
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr(_CONFIG, config)
+            write_member(z, _CONFIG, config.encode("utf-8"))
             for name, arr in state.items():
                 buf = io.BytesIO()
                 np.save(buf, arr, allow_pickle=False)
-                z.writestr(f"weights/{name}.npy", buf.getvalue())
+                write_member(z, f"weights/{name}.npy", buf.getvalue())
 
     atomic_write(path, write)
 
@@ -181,7 +183,8 @@ def _build(path, meta: dict, device):
         it = iterators.ITERATORS[cfg["iterator"]["name"].lower()](**cfg["iterator"]["config"])
         model = cls(layers, cfg["cost"], updater=updates.from_config(**cfg["updater"]),
                     verbose=cfg["verbose"], iterator=it, device=device, tokenizer=tok,
-                    precision=cfg.get("precision", "fp32"), **cfg.get("options", {}))
+                    precision=cfg.get("precision", "fp32"), **cfg.get("options", {}),
+                    **({"wide": NgramLinear(**cfg["wide"])} if cfg.get("wide") else {}))
         target_scale = None if meta.get("target_scale") is None else \
             tuple(np.asarray(a, dtype=np.float32) for a in meta["target_scale"])
     except RefusedFile:

@@ -70,3 +70,38 @@ def r2(y_true, y_pred) -> float:
     resid = np.sum((np.asarray(y_pred, float).reshape(-1) - t) ** 2)
     total = np.sum((t - t.mean()) ** 2)
     return float(1.0 - resid / total) if total > 0 else 0.0
+
+
+# -- the one table of what a model reports: which scores each cost gets --------------------
+def names(cost, out_size: int) -> list[str]:
+    """The scores ``scores`` gives (and ``RNN.fit(monitor=...)`` may watch) for a cost and an
+    output size."""
+    from passage import costs
+
+    if cost in (costs.MeanSquaredError, costs.MeanAbsoluteError):
+        return ["cost", "mse", "mae", "r2"]
+    if cost is costs.BinaryCrossEntropy and out_size == 1:
+        return ["cost", "accuracy", "roc_auc"]
+    if cost is costs.CategoricalCrossEntropy:
+        return ["cost", "accuracy", "f1_macro"]
+    return ["cost"]
+
+
+def scores(cost, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """The cost and the metrics of ``names`` for targets and predictions (probabilities, or
+    values for regression); ROC AUC only when both classes occur."""
+    import torch
+
+    with torch.no_grad():
+        out = {"cost": float(cost(torch.from_numpy(np.asarray(y_true)),
+                                  torch.from_numpy(np.asarray(y_pred))))}
+    wanted = names(cost, np.shape(y_pred)[-1] if np.ndim(y_pred) > 1 else 1)
+    if "r2" in wanted:
+        out.update(mse=mse(y_true, y_pred), mae=mae(y_true, y_pred), r2=r2(y_true, y_pred))
+    if "accuracy" in wanted:
+        out["accuracy"] = accuracy(y_true, y_pred)
+    if "roc_auc" in wanted and len(np.unique(y_true)) == 2:
+        out["roc_auc"] = roc_auc(y_true, y_pred)
+    if "f1_macro" in wanted:
+        out["f1_macro"] = f1_macro(y_true, y_pred)
+    return out

@@ -52,6 +52,7 @@ from passage.layers import (
     output_size,
 )
 from passage.recurrent import ChunkedStack
+from passage.wide import NgramLinear
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -69,9 +70,10 @@ def default_device() -> torch.device:
 class Stack(nn.Module):
     """The layers as one module: ids or vectors in, outputs (or pre-activations) out."""
 
-    def __init__(self, layers: list[Layer]):
+    def __init__(self, layers: list[Layer], wide: NgramLinear | None = None):
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        self.wide = wide  # a linear n-gram term added to the output's pre-activation
 
     def forward(self, x, lengths, pre_act: bool = False, states: list | None = None,
                 tables: list | None = None, head: bool = True):
@@ -80,6 +82,7 @@ class Stack(nn.Module):
         updated in place with their final states, as a language model carries state.
         ``tables``: ``projection_tables()``, for inference straight from token ids.
         ``head=False``: the input of the last layer instead (for a cost it computes itself)."""
+        ids, id_lengths = x, lengths
         k, layers = 0, self.layers[:-1]
         if states is None and self._reads_ids():
             x, lengths = layers[1].infer(x, lengths, embedding=layers[0], tables=tables)
@@ -92,8 +95,15 @@ class Stack(nn.Module):
                 x, lengths = layer(x, lengths)
         if not head:
             return x
+        return self.head(x, lengths, pre_act, ids, id_lengths)
+
+    def head(self, x, lengths, pre_act: bool, ids=None, id_lengths=None) -> torch.Tensor:
+        """The last layer on ``x``, plus the n-gram term of the token ``ids`` if there is one."""
         last = self.layers[-1]
-        return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
+        if self.wide is None:
+            return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
+        z = last(x, lengths, pre_act=True)[0] + self.wide(ids, id_lengths)
+        return z if pre_act else last.act(full_precision(z))
 
     def _reads_ids(self) -> bool:
         """An Embedding then a recurrent layer that can skip padding: inference then feeds the
@@ -110,7 +120,7 @@ class Stack(nn.Module):
         return self.layers[1].projection_tables(self.layers[0])
 
 
-def build_stack(layers: list[Layer]) -> Stack:
+def build_stack(layers: list[Layer], wide: NgramLinear | None = None) -> Stack:
     """Connect the layers in order; a recurrent layer returns sequences if a later one needs."""
     if not layers:
         raise ValueError("a model needs at least an input layer and an output layer")
@@ -132,7 +142,27 @@ def build_stack(layers: list[Layer]) -> Stack:
         if not hasattr(layer, "n_in") or layer.n_in != n_in:
             layer.connect(n_in)
         n_in = output_size(layer)
-    return Stack(layers)
+    if wide is not None:
+        check_wide(layers, wide)
+    return Stack(layers, wide)
+
+
+def check_wide(layers: list[Layer], wide: NgramLinear) -> None:
+    """A linear n-gram term needs token ids in (an Embedding first) and one output per
+    document, of the term's size, from a Dense layer."""
+    if not isinstance(wide, NgramLinear):
+        raise TypeError(f"wide must be a passage.wide.NgramLinear, got {type(wide).__name__}")
+    last = layers[-1]
+    if type(layers[0]) is not Embedding or not isinstance(last, Dense):
+        raise ValueError("wide=NgramLinear(...) needs an Embedding first (token ids in) and a "
+                         "Dense output layer")
+    if any(la.is_recurrent and la.sequence_out for la in layers[1:]):
+        raise ValueError("wide=NgramLinear(...) is for one output per document; this model "
+                         "outputs a sequence")
+    if wide.n_out != last.size or wide.n_features != layers[0].n_features:
+        raise ValueError(f"wide=NgramLinear(n_features={wide.n_features}, n_out={wide.n_out}) "
+                         f"does not match the model: Embedding n_features="
+                         f"{layers[0].n_features}, Dense size={last.size}")
 
 
 class RNN:
@@ -153,7 +183,8 @@ class RNN:
     """
 
     def __init__(self, layers, cost, updater="Adam", verbose=2, Y=None, iterator="SortedPadded",
-                 *, device=None, seed=None, tokenizer=None, precision: str = "fp32"):
+                 *, device=None, seed=None, tokenizer=None, precision: str = "fp32",
+                 wide: NgramLinear | None = None):
         self.layers = list(layers)
         self.cost = cost_registry.get(cost)
         self.updater = updater_registry.get(updater)
@@ -170,7 +201,8 @@ class RNN:
         if seed is not None:
             torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.model = build_stack(self.layers).to(self.device)
+        self.wide = wide
+        self.model = build_stack(self.layers, wide).to(self.device)
         self.out_size = output_size(self.layers[-1])
         self.per_step = self._returns_sequence()
         last = self.layers[-1]
@@ -211,6 +243,7 @@ class RNN:
                          "config": self.iterator.get_config()},
             "verbose": self.verbose,
             "precision": self.precision,
+            **({"wide": self.wide.get_config()} if self.wide is not None else {}),
         }
 
     # -- data ----------------------------------------------------------------------------------
@@ -310,20 +343,21 @@ class RNN:
             return None
         return ChunkedStack(self.layers, chunk, is_training)
 
-    def _head(self, pooled: torch.Tensor, pre_act: bool = False) -> torch.Tensor:
-        """The layers above the top recurrent layer, on its pooled output (documents, size)."""
+    def _head(self, pooled: torch.Tensor, pre_act: bool = False, ids=None,
+              id_lengths=None) -> torch.Tensor:
+        """The layers above the top recurrent layer, on its pooled output (documents, size);
+        ``ids``/``id_lengths``: the documents' token ids, for the n-gram term if any."""
         top = max(i for i, la in enumerate(self.layers) if la.is_recurrent)
         x, lengths = pooled, None
         for layer in self.layers[top + 1:-1]:
             x, lengths = layer(x, lengths)
-        last = self.layers[-1]
-        return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
+        return self.model.head(x, lengths, pre_act, ids, id_lengths)
 
     def _chunked_backward(self, chunker: ChunkedStack, x, lengths, y) -> torch.Tensor:
         """Truncated BPTT on a batch of one long document: forward and backward in chunks
         (gradients in ``.grad``); returns the cost."""
         def loss_of(pooled):
-            return self._cost(self._head(pooled, pre_act=self._logits_cost is not None),
+            return self._cost(self._head(pooled, self._logits_cost is not None, x, lengths),
                               lengths, y)
 
         if self.precision == "fp16" and self._loss_scale is None:
@@ -489,6 +523,7 @@ class RNN:
             self._schedule = [self.updater.lr, max(1, per_epoch * n_epochs), 0]
         sign = -1.0 if monitor in ("cost", "mse", "mae") else 1.0  # larger is better after sign
         best, best_state, waited = -np.inf, None, 0
+        best_cost = np.inf  # a tie on a metric goes to the epoch of lower validation cost
         self.history_ = getattr(self, "history_", [])
         all_costs: list[float] = []
         start = 0
@@ -504,6 +539,7 @@ class RNN:
             start, all_costs, self.history_ = st["epoch"] + 1, st["costs"], st["history"]
             self.fitted_ = True
             best, waited, best_state = st["best"], st["waited"], st["best_state"]
+            best_cost = st.get("best_cost", np.inf)
             if st["best_epoch"] is not None:
                 self.best_epoch_ = st["best_epoch"]
             if self.verbose >= 1:
@@ -533,8 +569,10 @@ class RNN:
                                      f"choose one of {sorted(scores)}")
                 if self.verbose >= 1:
                     print("  validation " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-                if sign * scores[monitor] > best:
-                    best, waited, self.best_epoch_ = sign * scores[monitor], 0, record["epoch"]
+                key, cost = sign * scores[monitor], scores.get("cost", np.inf)
+                if key > best or (key == best and monitor != "cost" and cost < best_cost):
+                    best, waited, self.best_epoch_ = key, 0, record["epoch"]
+                    best_cost = cost
                     best_state = {k: v.detach().clone() for k, v in
                                   self.model.state_dict().items()}
                 else:
@@ -548,6 +586,7 @@ class RNN:
                     "optimizer": opt.state_dict() if opt is not None else None,
                     "torch_rng": torch.get_rng_state(), "numpy_rng": self.rng.bit_generator.state,
                     "costs": all_costs, "history": self.history_, "best": best,
+                    "best_cost": best_cost,
                     "waited": waited, "best_state": best_state,
                     "best_epoch": getattr(self, "best_epoch_", None)})
             if path and epoch % snapshot_freq == 0:
@@ -575,18 +614,7 @@ class RNN:
             pred = np.concatenate(pred) if len(pred) else pred
         else:
             y = self._targets(Y, iterator_registry.sequence_lengths(X))
-        with torch.no_grad():
-            cost = float(self.cost(torch.from_numpy(y), torch.from_numpy(pred)))
-        out = {"cost": cost}
-        if self.cost in (cost_registry.MeanSquaredError, cost_registry.MeanAbsoluteError):
-            out.update(mse=metrics.mse(y, pred), mae=metrics.mae(y, pred), r2=metrics.r2(y, pred))
-        elif self.cost is cost_registry.BinaryCrossEntropy and pred.shape[-1] == 1:
-            out["accuracy"] = metrics.accuracy(y, pred)
-            if len(np.unique(y)) == 2:
-                out["roc_auc"] = metrics.roc_auc(y, pred)
-        elif self.cost is cost_registry.CategoricalCrossEntropy:
-            out.update(accuracy=metrics.accuracy(y, pred), f1_macro=metrics.f1_macro(y, pred))
-        return out
+        return metrics.scores(self.cost, y, pred)
 
     def _run_epoch(self, X, Y, lengths, epoch, n_epochs) -> list[float]:
         with _MODE_LOCK:  # a concurrent predict leaves the mode alone from here on
@@ -697,7 +725,7 @@ class RNN:
         def run(idx):
             x, lt, lengths_np = self._batch(X, idx)
             if streamer is not None and len(idx) == 1 and lengths_np[0] > streamer.chunk:
-                out = self._head(streamer.pooled(x)).float().cpu().numpy()
+                out = self._head(streamer.pooled(x), False, x, lt).float().cpu().numpy()
             else:
                 out = self.model(x, lt, tables=tables).float().cpu().numpy()
             if self.target_scale_ is not None:  # back to the units of the labels

@@ -2,7 +2,8 @@
 
 Tokenizer and model in one estimator, following the estimator contract (constructor arguments
 stored as given, work in ``fit``, fitted state ending in ``_``), so ``clone``, ``Pipeline`` and
-``GridSearchCV`` work. Needs scikit-learn (``pip install scikit-learn``).
+``GridSearchCV`` work. Needs scikit-learn (``pip install 'passage[sklearn]'``). The defaults
+are the recipe's (``passage.options.TextModelOptions``), the same as ``passage train``.
 
 >>> clf = RNNClassifier(size=16, n_epochs=2, min_df=1, seed=0)
 >>> clf = clf.fit(["good fun", "bad bore", "good good", "bad awful"] * 10, [1, 0, 1, 0] * 10)
@@ -12,34 +13,47 @@ stored as given, work in ``fit``, fitted state ending in ``_``), so ``clone``, `
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.utils.validation import check_is_fitted
+except ImportError:  # pragma: no cover - exercised by tests/test_sklearn.py in a subprocess
+    raise ImportError("passage.sklearn needs scikit-learn: pip install 'passage[sklearn]'") \
+        from None
 
 from passage._checks import check_int, check_real, missing_positions, positions
-from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent, SimpleRecurrent
-from passage.models import RNN
-from passage.preprocessing import Tokenizer, check_texts
-from passage.updates import Adam
+from passage.options import TextModelOptions
+from passage.preprocessing import check_texts
+from passage.recipe import RECURRENT, fit_encoded
 
-RECURRENT = {"gru": GatedRecurrent, "lstm": LstmRecurrent, "simple": SimpleRecurrent}
+_D = TextModelOptions()  # the recipe's defaults (passage.options)
 
 
 class _TextRNN(BaseEstimator):
-    def __init__(self, size: int = 128, embedding_size: int = 128, layer: str = "gru",
-                 direction: str = "forward", n_epochs: int = 5, batch_size: int = 64,
-                 lr: float = 1e-3, min_df: int = 2, max_features: int = 20000,
-                 character: bool = False, validation_split: float = 0.1, patience: int = 2,
-                 seed: int | None = None, verbose: int = 0, class_weight=None,
-                 precision: str = "fp32"):
+    def __init__(self, size: int = _D.size, embedding_size: int = _D.embedding_size,
+                 layer: str = _D.layer, direction: str = _D.direction, pool: str = _D.pool,
+                 wide: bool = _D.wide, n_epochs: int = _D.n_epochs,
+                 batch_size: int = _D.batch_size, lr: float = _D.lr,
+                 lr_schedule: str = _D.lr_schedule, min_df: int = _D.min_df,
+                 max_features: int = _D.max_features, character: bool = _D.character,
+                 truncate: int | None = _D.truncate,
+                 validation_split: float = _D.validation_split,
+                 patience: int | None = _D.patience, monitor: str = _D.monitor,
+                 seed: int | None = None, verbose: int = _D.verbose, class_weight=None,
+                 precision: str = _D.precision):
         self.size, self.embedding_size, self.layer = size, embedding_size, layer
-        self.direction, self.n_epochs, self.batch_size = direction, n_epochs, batch_size
-        self.lr = lr
+        self.direction, self.pool, self.wide = direction, pool, wide
+        self.n_epochs, self.batch_size = n_epochs, batch_size
+        self.lr, self.lr_schedule = lr, lr_schedule
         self.min_df, self.max_features, self.character = min_df, max_features, character
-        self.validation_split, self.patience = validation_split, patience
+        self.truncate = truncate
+        self.validation_split, self.patience, self.monitor = validation_split, patience, monitor
         self.seed, self.verbose = seed, verbose
         self.class_weight = class_weight  # classifiers only: 'balanced' or {label: weight}
-        self.precision = precision  # 'fp32', 'bf16' or 'fp16' (mixed precision; see RNN)
+        self.precision = precision  # 'fp32', 'bf16', 'fp16' or 'auto' (see passage.precision)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -50,31 +64,25 @@ class _TextRNN(BaseEstimator):
     def _check_params(self) -> None:
         for name in ("size", "embedding_size", "n_epochs", "batch_size"):
             check_int(name, getattr(self, name))  # max_features, min_df: Tokenizer checks them
-        check_int("patience", self.patience, 0)
+        if self.patience is not None:
+            check_int("patience", self.patience, 0)
         if self.layer not in RECURRENT:
             raise ValueError(f"layer must be one of {sorted(RECURRENT)}, got {self.layer!r}")
         check_real("lr", self.lr, low=0.0, low_open=True, hint=" (the learning rate)")
         check_real("validation_split", self.validation_split, low=0.0, high=1.0,
                    high_open=True)
 
-    def _fit(self, texts, y, out_size: int, activation: str, cost: str, class_weight=None):
+    def _options(self) -> TextModelOptions:
+        known = {f.name for f in fields(TextModelOptions)}
+        return TextModelOptions(**{k: v for k, v in self.get_params().items() if k in known})
+
+    def _fit(self, texts, y, out_size: int, task: str, class_weight=None):
         """Tokenizer and model, set on the estimator only once training succeeded."""
         texts = check_texts(texts, "X")
         if len(texts) != len(y):
             raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels")
-        tokenizer = Tokenizer(max_features=self.max_features, min_df=self.min_df,
-                              character=self.character)
-        tokens = tokenizer.fit_transform(texts)
-        layers = [Embedding(self.embedding_size, tokenizer.n_features),
-                  RECURRENT[self.layer](self.size, direction=self.direction),
-                  Dense(out_size, activation)]
-        model = RNN(layers, cost, updater=Adam(lr=self.lr), verbose=self.verbose,
-                    seed=self.seed, tokenizer=tokenizer, precision=self.precision)
-        use_val = self.validation_split > 0 and len(texts) >= 20
-        model.fit(tokens, y, batch_size=self.batch_size, n_epochs=self.n_epochs,
-                  validation_split=self.validation_split if use_val else 0.0,
-                  patience=self.patience if use_val else None, class_weight=class_weight)
-        self.tokenizer_, self.model_ = tokenizer, model
+        model = fit_encoded(texts, y, task, out_size, self._options(), class_weight)
+        self.tokenizer_, self.model_ = model.tokenizer, model
         return self
 
     def _raw(self, X) -> np.ndarray:
@@ -100,9 +108,9 @@ class RNNClassifier(ClassifierMixin, _TextRNN):
                                  f"(classes: {classes.tolist()})")
             weights = {int(np.flatnonzero(classes == k)[0]): v for k, v in weights.items()}
         if len(classes) == 2:
-            self._fit(X, encoded, 1, "sigmoid", "bce", weights)
+            self._fit(X, encoded, 1, "binary", weights)
         else:
-            self._fit(X, encoded, len(classes), "softmax", "cce", weights)
+            self._fit(X, encoded, len(classes), "multiclass", weights)
         self.classes_ = classes
         return self
 
@@ -131,7 +139,7 @@ class RNNRegressor(RegressorMixin, _TextRNN):
                             "for labels use RNNClassifier") from None
         _check_missing(y, finite=True)
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
-        self._fit(X, y, n_outputs, "linear", "mse")
+        self._fit(X, y, n_outputs, "regression")
         self.n_outputs_ = n_outputs
         return self
 

@@ -307,9 +307,12 @@ def spy_fit(monkeypatch):
     return calls
 
 
+# auto on these 60 texts (6 held out): the cost, as on any split under MIN_FOR_METRIC texts
+# (tests/test_recipe.py: accuracy from MIN_FOR_METRIC held-out texts up)
 @pytest.mark.parametrize("label, flag, expected", [
-    ("label", None, "accuracy"), ("score", None, "r2"), ("label", "roc_auc", "roc_auc"),
-    ("score", "mae", "mae"), ("label", "cost", "cost")])
+    ("label", None, "cost"), ("score", None, "cost"), ("label", "accuracy", "accuracy"),
+    ("score", "r2", "r2"), ("label", "roc_auc", "roc_auc"), ("score", "mae", "mae"),
+    ("label", "cost", "cost")])
 def test_monitor_picks_the_score_early_stopping_keeps(work, capsys, monkeypatch, label, flag,
                                                       expected):
     d, data, model = work
@@ -356,10 +359,13 @@ def test_recipe_options_reach_fit_and_the_model_file(work, capsys, monkeypatch):
     saved = load(out)
     assert saved.layers[1].pool == "max" and saved.layers[1].direction == "bi"
     assert saved.precision == "bf16"
-    # defaults unchanged: the last state, no truncation, a constant lr
+    # the defaults are the recipe's (passage.options): max-pooled, Truncate(256), constant lr
     assert main(["train", data, "--out", out, *TINY]) == 0
-    assert calls[-1]["len_filter"] is None and calls[-1]["lr_schedule"] is None
-    assert load(out).layers[1].pool is None
+    assert calls[-1]["len_filter"].max_len == 256 and calls[-1]["lr_schedule"] is None
+    assert load(out).layers[1].pool == "max"
+    # --truncate 0 trains on whole texts, --pool last reads the last state
+    assert main(["train", data, "--out", out, "--truncate", "0", "--pool", "last", *TINY]) == 0
+    assert calls[-1]["len_filter"] is None and load(out).layers[1].pool is None
 
 
 # -- predict --keep -------------------------------------------------------------------------

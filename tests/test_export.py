@@ -347,3 +347,18 @@ def test_example_client_predicts_without_torch(saved_model, tmp_path):
     expected = model.predict(texts[:5])
     np.testing.assert_allclose([r["outputs"] for r in rows], expected, rtol=0, atol=1e-5)
     assert [r["label"] for r in rows] == [["neg", "pos"][int(p[0] > 0.5)] for p in expected]
+
+
+# -- the linear n-gram term ("wide") -----------------------------------------------------------
+@pytest.mark.parametrize("n_out,activation,cost", [(1, "sigmoid", "bce"), (3, "softmax", "cce")])
+def test_parity_with_the_ngram_term(n_out, activation, cost):
+    from passage.wide import NgramLinear
+
+    wide = NgramLinear(N_FEATURES, n_out, buckets=64)
+    model = _model([Embedding(5, N_FEATURES), GatedRecurrent(6, direction="bi", pool="max"),
+                    Dense(n_out, activation)], cost=cost)
+    model.model.wide = model.wide = wide  # after _model's random weights: set its own below
+    with torch.no_grad():
+        wide.weight.copy_(torch.randn(wide.weight.shape, generator=torch.Generator()
+                                      .manual_seed(3)))
+    _assert_parity(model, _ids(), pad_value=39)  # junk padding must not reach the bigrams

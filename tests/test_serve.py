@@ -20,15 +20,17 @@ import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from passage.io import save  # noqa: E402
+from passage.recipe import TextModelOptions, fit_text_model  # noqa: E402
 from passage.serve import create_app  # noqa: E402
 from passage.serve.requests import Limits  # noqa: E402
 from passage.showcase.trace import colour, trace  # noqa: E402
-from passage.showcase.training import TrainOptions, train_model  # noqa: E402
 from passage.tagging import Tagger  # noqa: E402
 
 WORDS = {"pos": ["good", "great", "fun", "lovely"], "neg": ["bad", "awful", "dull", "boring"],
          "meh": ["okay", "average", "fine", "so-so"]}
-TINY = TrainOptions(size=8, embedding_size=8, epochs=2, min_df=1, validation_split=0.0)
+# a forward GRU read at its last state: its trace takes one pass (the tests check one_pass)
+TINY = TextModelOptions(size=8, embedding_size=8, n_epochs=2, min_df=1, validation_split=0.0,
+                        direction="forward", pool="last", wide=False, truncate=None)
 
 
 def corpus(classes, n=60, seed=0):
@@ -44,18 +46,18 @@ def corpus(classes, n=60, seed=0):
 
 @pytest.fixture(scope="module")
 def binary():
-    return train_model(*corpus(["neg", "pos"]), options=TINY)
+    return fit_text_model(*corpus(["neg", "pos"]), options=TINY)
 
 
 @pytest.fixture(scope="module")
 def multiclass():
-    return train_model(*corpus(["neg", "pos", "meh"]), options=TINY)
+    return fit_text_model(*corpus(["neg", "pos", "meh"]), options=TINY)
 
 
 @pytest.fixture(scope="module")
 def regression():
     texts, labels = corpus(["neg", "pos"])
-    return train_model(texts, [float(len(t)) / 10 for t in texts], task="regression",
+    return fit_text_model(texts, [float(len(t)) / 10 for t in texts], task="regression",
                        options=TINY)
 
 

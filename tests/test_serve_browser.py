@@ -16,9 +16,9 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
 from passage.io import save  # noqa: E402
+from passage.recipe import TextModelOptions, fit_text_model  # noqa: E402
 from passage.serve import create_app  # noqa: E402
 from passage.serve.server import bind  # noqa: E402
-from passage.showcase.training import TrainOptions, train_model  # noqa: E402
 
 SCREENSHOT = os.path.join(os.path.dirname(__file__), "..", "docs", "img", "serve.png")
 SENTENCE = "The film was lovely and fun, but the ending was dull."
@@ -33,9 +33,8 @@ def sentiment_model():
         words = list(rng.choice(good if i % 2 else bad, 2)) + list(rng.choice(filler, 4))
         texts.append(" ".join(rng.permutation(words)))
         labels.append("pos" if i % 2 else "neg")
-    return train_model(texts, labels, options=TrainOptions(size=16, embedding_size=16,
-                                                           epochs=10, min_df=1, lr=0.01,
-                                                           validation_split=0.0))
+    return fit_text_model(texts, labels, options=TextModelOptions(
+        size=16, embedding_size=16, n_epochs=10, min_df=1, lr=0.01, validation_split=0.0))
 
 
 @pytest.fixture

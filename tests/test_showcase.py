@@ -7,13 +7,14 @@ import zipfile
 import numpy as np
 import pytest
 
+from passage.baseline import CLASSIFIER_GRID, fit_baseline
 from passage.io import load, save
+from passage.labels import LabelCoding, canonical, infer_task
 from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent, OneHot
 from passage.models import RNN
 from passage.preprocessing import Tokenizer
-from passage.showcase.baseline import CLASSIFIER_GRID, fit_baseline
+from passage.recipe import TextModelOptions, fit_text_model
 from passage.showcase.embedmap import embedding_map, frequent_words, label_means
-from passage.showcase.labels import LabelCoding, canonical, infer_task
 from passage.showcase.showdown import (
     format_table,
     plot_learning_curve,
@@ -22,11 +23,12 @@ from passage.showcase.showdown import (
 )
 from passage.showcase.tables import read_table
 from passage.showcase.trace import colour, step_outputs, to_ansi, to_html, trace, write_html
-from passage.showcase.training import TrainOptions, train_model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FILLER = "the a movie plot was it and this film story".split()
-TINY = TrainOptions(size=8, embedding_size=8, epochs=2, min_df=1, seed=0)
+# the 2015 shape (a forward GRU read at its last state), whose trace takes one pass
+TINY = TextModelOptions(size=8, embedding_size=8, n_epochs=2, min_df=1, seed=0,
+                        direction="forward", pool="last", wide=False, truncate=None)
 
 
 def make_data(n=90, seed=0):
@@ -189,7 +191,7 @@ def test_baseline_refuses_too_few_examples_per_class():
 def binary_model():
     texts, labels, _ = make_data(90)
     y = [int(label == "pos") for label in labels]
-    return train_model(texts, y, options=TINY), texts, y
+    return fit_text_model(texts, y, options=TINY), texts, y
 
 
 def test_embedding_map(tmp_path, binary_model):
@@ -259,6 +261,22 @@ def test_trace_one_pass_matches_every_prefix(binary_model, tmp_path):
     assert "awful</span>" in (tmp_path / "t.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("changes", [{"pool": "max"}, {"pool": "mean"}, {"wide": True},
+                                     {"direction": "bi"}])
+def test_trace_of_pooled_bidirectional_or_wide_models_is_every_prefix(changes):
+    """Such a model's prefix predictions are not its step outputs: each prefix is predicted
+    (a forward max-pooled model read in one pass would show Dense(h_t), not Dense(max h))."""
+    texts, labels, _ = make_data(90)
+    y = [int(label == "pos") for label in labels]
+    model = fit_text_model(texts, y, options=TINY.updated(**changes))
+    text = "the plot was awful but the film was great"
+    tr = trace(model, text)
+    ids = model.tokenizer.transform([text])[0]
+    prefixes = model.predict([ids[:k] for k in range(1, len(ids) + 1)])
+    assert not tr.one_pass
+    np.testing.assert_allclose(tr.outputs, prefixes, atol=1e-6)
+
+
 def test_trace_falls_back_to_prefixes_for_models_that_read_backwards():
     tok = Tokenizer(min_df=1).fit(["good film", "bad film"])
     model = RNN([Embedding(4, tok.n_features), LstmRecurrent(4, direction="bi"),
@@ -272,7 +290,7 @@ def test_trace_falls_back_to_prefixes_for_models_that_read_backwards():
 
 def test_trace_regression_in_label_units(tmp_path):
     texts, _, ratings = make_data(60)
-    model = train_model(texts, ratings, task="regression", options=TINY)
+    model = fit_text_model(texts, ratings, task="regression", options=TINY)
     tr = trace(model, "a great film")
     assert tr.meaning == "predicted value" and tr.low < tr.center < tr.high
     np.testing.assert_allclose(tr.values[-1], model.predict(["a great film"])[0, 0], rtol=1e-5)

@@ -23,7 +23,7 @@ def texts(n=120, seed=0):
 
 def test_classifier_multiclass_with_string_labels():
     X, y = texts()
-    clf = RNNClassifier(size=16, embedding_size=16, n_epochs=8, lr=1e-2, min_df=1, seed=0)
+    clf = RNNClassifier(size=16, embedding_size=16, n_epochs=15, lr=1e-2, min_df=1, seed=0)
     clf.fit(X, y)
     assert list(clf.classes_) == ["mid", "neg", "pos"]
     proba = clf.predict_proba(X)
@@ -104,3 +104,16 @@ def test_class_weight_by_label():
         clone(clf).set_params(class_weight={"bad": 1.0}).fit(X, y)
     with pytest.raises(ValueError, match="for classifiers"):
         RNNRegressor(class_weight="balanced").fit(["a", "b"], [1.0, 2.0])
+
+
+def test_without_scikit_learn_the_error_names_the_extra(tmp_path):
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "sklearn"  # a package named sklearn that cannot be imported
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('no scikit-learn here')\n")
+    out = subprocess.run([sys.executable, "-c", "import passage.sklearn"], capture_output=True,
+                         text=True, env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode != 0
+    assert "pip install 'passage[sklearn]'" in out.stderr

@@ -70,7 +70,8 @@ def onnx_model(model, labels=None, task: str | None = None):
                         f"a {type(model).__name__}")
     if not getattr(model, "fitted_", False):
         raise ValueError("this RNN has not been trained: fit or load it before exporting")
-    graph = build_graph(model.layers, model.per_step, getattr(model, "target_scale_", None))
+    graph = build_graph(model.layers, model.per_step, getattr(model, "target_scale_", None),
+                        wide=getattr(model, "wide", None))
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name="passage")
     proto.ir_version = min(proto.ir_version, 8)  # readable by onnxruntime >= 1.13

@@ -33,6 +33,7 @@ from passage.layers import (
     _Recurrent,
 )
 from passage.recurrent import gate_scale_vector
+from passage.wide import HASH_MULTIPLIER
 
 OPSET = 17
 # Passage activation -> (ONNX recurrent activation, alpha, beta) for the operators' attributes
@@ -206,12 +207,45 @@ class _Builder:
                      to=TensorProto.FLOAT)
         return g.op("Div", total, g.op("Unsqueeze", count, g.const([1], dtype=np.int64)))
 
-    def dense(self, layer: Dense, x: str) -> str:
+    def dense(self, layer: Dense, x: str, wide: str | None = None) -> str:
         g = self.g
         w = layer.w.detach().cpu().numpy().astype(np.float32).T
         y = g.op("Add", g.op("MatMul", x, g.const(w, "dense_w")),
                  g.const(layer.b.detach().cpu().numpy(), "dense_b"))
+        if wide is not None:  # the n-gram term joins the output's pre-activation
+            y = g.op("Add", y, wide)
         return _activation(g, y, layer.activation)
+
+    def ngram_term(self, wide, ids: str) -> str:
+        """``passage.wide.NgramLinear`` on the (padding-zeroed) ids: (B, n_out)."""
+        g = self.g
+        one, zero = g.const([1], dtype=np.int64), g.const([0], dtype=np.int64)
+        end = g.const([np.iinfo(np.int64).max], dtype=np.int64)
+        # each row's weights times its idf, and its idf squared, looked up per occurrence
+        weight = wide.weight.detach().cpu().numpy().astype(np.float32)
+        idf = wide.idf.detach().cpu().numpy().astype(np.float32)
+        table = g.const(weight * idf[:, None], "ngram_w")
+        squares = g.const(idf * idf, "ngram_idf2")
+
+        def summed(rows: str, mask: str) -> tuple[str, str]:  # over time, real steps only
+            maskf = g.op("Cast", mask, to=TensorProto.FLOAT)
+            vectors = g.op("Mul", g.op("Gather", table, rows, axis=0),
+                           g.op("Unsqueeze", maskf, g.const([2], dtype=np.int64)))
+            total = g.op("ReduceSum", vectors, g.const([1], dtype=np.int64), keepdims=0)
+            norm = g.op("ReduceSum", g.op("Mul", g.op("Gather", squares, rows, axis=0), maskf),
+                        g.const([1], dtype=np.int64), keepdims=0)
+            return total, norm
+
+        first = g.op("Slice", ids, zero, g.const([-1], dtype=np.int64), one)
+        second = g.op("Slice", ids, one, end, one)
+        pair = g.op("Slice", self.mask, one, end, one)
+        rows = g.op("Add", g.op("Mod", g.op("Add", g.op("Mul", first, g.const(
+            HASH_MULTIPLIER, dtype=np.int64)), second), g.const(wide.buckets, dtype=np.int64)),
+            g.const(wide.n_features, dtype=np.int64))
+        (uni, uni_n), (bi, bi_n) = summed(ids, self.mask), summed(rows, pair)
+        norm = g.op("Max", g.op("Sqrt", g.op("Add", uni_n, bi_n)), g.const(1e-12))
+        return g.op("Div", g.op("Add", uni, bi),
+                    g.op("Unsqueeze", norm, g.const([1], dtype=np.int64)))
 
 
 def _input(g: _Graph, layer, b: _Builder, padded: str) -> str:
@@ -245,8 +279,9 @@ def check_layers(layers) -> None:
                              "AdaptiveSoftmax is not exported)")
 
 
-def build_graph(layers, per_step: bool, target_scale=None):
-    """The graph of a connected stack of layers (see the module docstring)."""
+def build_graph(layers, per_step: bool, target_scale=None, wide=None):
+    """The graph of a connected stack of layers (see the module docstring); ``wide``: the
+    model's ``NgramLinear`` term, if any."""
     check_layers(layers)
     g = _Graph()
     first = layers[0]
@@ -270,11 +305,14 @@ def build_graph(layers, per_step: bool, target_scale=None):
                       g.const([0], dtype=np.int64))
     b = _Builder(g, lengths, time_steps)
     x, seq = _input(g, first, b, padded), True
-    for layer in layers[1:]:
+    term = None
+    if wide is not None:
+        term = b.ngram_term(wide, g.op("Where", b.mask, padded, g.const(0, dtype=np.int64)))
+    for i, layer in enumerate(layers[1:], start=1):
         if isinstance(layer, _Recurrent):
             x, seq = b.recurrent(layer, x)
         else:
-            x = b.dense(layer, x)
+            x = b.dense(layer, x, term if i == len(layers) - 1 else None)
     if target_scale is not None:  # regression: back to the units of the labels
         mean, std = (np.asarray(a, np.float32) for a in target_scale)
         x = g.op("Add", g.op("Mul", x, g.const(std, "std")), g.const(mean, "mean"))

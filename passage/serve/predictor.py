@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from passage.labels import LabelCoding
 from passage.lm import LanguageModel
 from passage.models import RNN
 from passage.preprocessing import tokenize
-from passage.showcase.labels import LabelCoding
 from passage.tagging import Tagger
 
 TRACE_PREFIX_LIMIT = 1000  # tokens: a model that reads backwards predicts every prefix

@@ -14,14 +14,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from passage.showcase.baseline import fit_baseline
-from passage.showcase.labels import LabelCoding
-from passage.showcase.training import TrainOptions, train_model
+from passage.baseline import fit_baseline
+from passage.labels import LabelCoding
+from passage.options import TextModelOptions
+from passage.recipe import fit_text_model
 
 DEFAULT_SIZES = (1000, 5000, 25000)
-# early stopping usually ends the run well before the last epoch
-SHOWDOWN_RNN = TrainOptions(size=128, embedding_size=128, layer="gru", epochs=10, patience=2,
-                            validation_split=0.1)
+SHOWDOWN_RNN = TextModelOptions()  # what `passage train` gives a user: the recipe's defaults
 
 
 def metric_name(task: str) -> str:
@@ -51,7 +50,7 @@ def training_subsets(n: int, sizes: Sequence[int], seed: int = 0) -> list[np.nda
 
 def run_showdown(train_texts, train_labels, test_texts, test_labels, *,
                  sizes: Sequence[int] = DEFAULT_SIZES, task: str = "auto",
-                 rnn: TrainOptions | None = None, grid: dict | None = None, cv: int = 3,
+                 rnn: TextModelOptions | None = None, grid: dict | None = None, cv: int = 3,
                  n_jobs: int = 1, seed: int = 0,
                  log: Callable[[str], None] | None = print) -> list[dict]:
     """Train both models at every size; rows of {size, model, metric, score, seconds}.
@@ -78,13 +77,12 @@ def run_showdown(train_texts, train_labels, test_texts, test_labels, *,
                      "score": score(coding.task, y_test, base_pred), "seconds": base.seconds,
                      "params": base.best_params})
         start = time.perf_counter()
-        model = train_model(texts, [train_labels[i] for i in subset], options=options,
-                            coding=coding)
+        model = fit_text_model(texts, [train_labels[i] for i in subset], coding, options)
         seconds = time.perf_counter() - start
         rnn_pred = coding.output_ids(model.predict(list(test_texts)))
         rows.append({"size": len(subset), "model": f"rnn-{options.layer}", "metric": metric,
                      "score": score(coding.task, y_test, rnn_pred), "seconds": seconds,
-                     "params": {"best_epoch": getattr(model, "best_epoch_", options.epochs)}})
+                     "params": {"best_epoch": getattr(model, "best_epoch_", options.n_epochs)}})
         if log is not None:
             for row in rows[-2:]:
                 log(f"{row['size']:>7,} {row['model']:<14} {metric} {row['score']:.4f} "

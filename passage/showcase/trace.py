@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from passage.files import atomic_write
+from passage.labels import LabelCoding
 from passage.preprocessing import tokenize
-from passage.showcase.labels import LabelCoding
 
 # matplotlib's RdBu at 0.1, 0.3, 0.5, 0.7, 0.9: red is low, blue is high (no matplotlib needed)
 _ANCHORS = [(177, 24, 43), (243, 164, 129), (246, 247, 247), (144, 196, 221), (32, 101, 171)]
@@ -44,7 +44,10 @@ def step_outputs(model, ids: list[int]) -> tuple[np.ndarray, bool]:
     if model.per_step:  # the model already outputs one prediction per step
         return np.asarray(model.predict([ids])[0]), True
     recurrent = [layer for layer in model.layers if getattr(layer, "is_recurrent", False)]
-    if any(tuple(layer.reversed) != (False,) for layer in recurrent):
+    # one pass gives the prefix outputs only for forward layers read at their last state with
+    # no n-gram term; otherwise every prefix is predicted as a text of its own
+    if any(tuple(layer.reversed) != (False,) or layer.pool for layer in recurrent) or \
+            getattr(model, "wide", None) is not None:
         return np.asarray(model.predict([ids[:k] for k in range(1, len(ids) + 1)])), False
     saved = [layer.sequence_out for layer in recurrent]
     try:

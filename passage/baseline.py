@@ -2,7 +2,9 @@
 
 LogisticRegression for classes, Ridge for regression, with a small grid over the vectorizer's
 ``min_df`` and the regularisation (``C`` or ``alpha``), chosen by 3-fold cross-validation on the
-training texts only. Needs scikit-learn.
+training texts (``fit_baseline``) or on a held-out validation split (``fit_on_split``, what
+``passage train --baseline`` compares the RNN with). Needs scikit-learn
+(``pip install 'passage[sklearn]'``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,18 @@ class BaselineResult:
     name: str
 
 
+def _sklearn():
+    try:
+        import sklearn
+    except ImportError:
+        raise ImportError("the linear baseline needs scikit-learn: pip install "
+                          "'passage[sklearn]'") from None
+    return sklearn
+
+
 def make_pipeline(task: str):
     """Unfitted TF-IDF (word uni+bigrams, sublinear tf) -> LogisticRegression or Ridge."""
+    _sklearn()
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline
@@ -50,6 +62,7 @@ def fit_baseline(texts, y, task: str, grid: dict | None = None, cv: int = 3,
     task: 'binary', 'multiclass' or 'regression'; y: class ids or numbers (see ``LabelCoding``).
     Scored by accuracy (classes) or RMSE (regression). ``seconds`` is the whole search + refit.
     """
+    _sklearn()
     from sklearn.model_selection import GridSearchCV
 
     texts, y = list(texts), np.asarray(y)
@@ -75,3 +88,43 @@ def fit_baseline(texts, y, task: str, grid: dict | None = None, cv: int = 3,
     return BaselineResult(search.best_estimator_, dict(search.best_params_),
                           -score if regression else score, seconds,
                           NAMES["regression" if regression else "classification"])
+
+
+def validation_score(task: str, y_true, y_pred) -> float:
+    """Accuracy of class ids, or R^2 of values (what ``passage train`` monitors by default)."""
+    y_true = np.asarray(y_true, dtype=float).ravel()
+    y_pred = np.asarray(y_pred, dtype=float).ravel()
+    if task != "regression":
+        return float(np.mean(y_true == y_pred))
+    total = float(((y_true - y_true.mean()) ** 2).sum())
+    return 1.0 - float(((y_true - y_pred) ** 2).sum()) / total if total > 0 else 0.0
+
+
+def fit_on_split(texts, y, val_texts, val_y, task: str, grid: dict | None = None
+                 ) -> BaselineResult:
+    """Fit the pipeline on (texts, y) for every grid point and keep the one that scores best on
+    (val_texts, val_y) by ``validation_score``; ``cv_score`` is that validation score and
+    ``seconds`` the whole search."""
+    _sklearn()
+    from sklearn.model_selection import ParameterGrid
+
+    texts, y, val_texts = list(texts), np.asarray(y), list(val_texts)
+    if not len(texts) or not len(val_texts):
+        raise ValueError("the baseline needs training and validation texts")
+    start = time.perf_counter()
+    best = None
+    for params in ParameterGrid(grid or default_grid(task)):
+        pipe = make_pipeline(task).set_params(**params)
+        try:
+            pipe.fit(texts, y)
+        except ValueError:  # e.g. min_df=5 keeps no term of a tiny corpus: skip that point
+            continue
+        got = validation_score(task, val_y, pipe.predict(val_texts))
+        if best is None or got > best[0]:
+            best = (got, params, pipe)
+    if best is None:
+        raise ValueError("the linear baseline could not be fitted at any grid point (too few "
+                         "words in the training texts?)")
+    seconds = time.perf_counter() - start
+    return BaselineResult(best[2], dict(best[1]), best[0], seconds,
+                          NAMES["regression" if task == "regression" else "classification"])

@@ -1,0 +1,221 @@
+"""The text model from a few options: the one recipe behind ``passage train``, the sklearn
+estimators, the demo and the showdown.
+
+Raw texts and labels in; a fitted ``Tokenizer`` and an ``RNN`` (Embedding -> recurrent layer ->
+Dense output, plus an optional linear n-gram term) out. The output follows the task: binary ->
+Dense(1, sigmoid) + bce, multiclass -> Dense(k, softmax) + cce, regression -> Dense(1, linear)
++ mse. A fraction of the training texts is held out for early stopping on ``monitor``.
+
+>>> from passage.recipe import TextModelOptions, fit_text_model
+>>> texts = ["good fun", "bad bore", "good good", "bad awful"] * 10
+>>> labels = ["+", "-", "+", "-"] * 10
+>>> model = fit_text_model(texts, labels, options=TextModelOptions(size=8, n_epochs=2, min_df=1))
+>>> model.extra_["classes"], model.predict(["good", "bad"]).shape
+(['+', '-'], (2, 1))
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from passage import iterators, metrics
+from passage._checks import validation_size
+from passage.iterators import SortedPadded
+from passage.labels import LabelCoding
+from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent, SimpleRecurrent
+from passage.models import RNN
+from passage.options import AUTO_MONITOR, MIN_FOR_METRIC, MIN_FOR_VALIDATION, TextModelOptions
+from passage.precision import auto_precision
+from passage.preprocessing import Tokenizer, Truncate, check_texts
+from passage.updates import Adam
+from passage.wide import NgramLinear, fit_term, term_logits
+
+BATCH_TOKENS = 32768  # padded positions per training batch (longer documents: in chunks)
+RECURRENT = {"gru": GatedRecurrent, "lstm": LstmRecurrent, "simple": SimpleRecurrent}
+OUTPUTS = {"binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce"),
+           "regression": ("linear", "mse")}
+
+
+def build_text_model(task: str, n_outputs: int, tokenizer: Tokenizer,
+                     options: TextModelOptions) -> RNN:
+    """An untrained RNN for ``task`` ('binary', 'multiclass', 'regression') with ``n_outputs``
+    output units, the (fitted) tokenizer attached."""
+    if options.layer not in RECURRENT:
+        raise ValueError(f"layer must be one of {', '.join(RECURRENT)}; got {options.layer!r}")
+    if options.pool not in ("last", "max", "mean"):
+        raise ValueError(f"pool must be 'last', 'max' or 'mean'; got {options.pool!r}")
+    activation, cost = OUTPUTS[task]
+    pool = None if options.pool == "last" else options.pool
+    layers = [Embedding(options.embedding_size, tokenizer.n_features),
+              RECURRENT[options.layer](options.size, direction=options.direction, pool=pool),
+              Dense(n_outputs, activation)]
+    wide = NgramLinear(tokenizer.n_features, n_outputs) if options.wide else None
+    precision = auto_precision() if options.precision == "auto" else options.precision
+    # a smaller token budget than the library's: a bidirectional, pooled layer keeps every
+    # state of a batch, and prediction batches hold 4x the budget
+    iterator = SortedPadded(size=options.batch_size, max_tokens=BATCH_TOKENS)
+    return RNN(layers, cost, updater=Adam(lr=options.lr), verbose=options.verbose,
+               iterator=iterator, seed=options.seed, tokenizer=tokenizer, wide=wide,
+               precision=precision)
+
+
+def validation_indices(n: int, options: TextModelOptions
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(training, validation) indices of ``n`` texts as the recipe splits them (a random
+    ``validation_split`` of them, by ``seed``), or None when it holds none out (no split asked,
+    or fewer than ``MIN_FOR_VALIDATION`` texts)."""
+    if options.validation_split <= 0 or n < MIN_FOR_VALIDATION:
+        return None
+    n_val = validation_size(n, options.validation_split)
+    order = np.random.default_rng(options.seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def fit_encoded(texts, y, task: str, n_outputs: int, options: TextModelOptions | None = None,
+                class_weight=None) -> RNN:
+    """The recipe on raw texts and encoded targets ``y`` (class ids, or values of shape
+    (texts,) or (texts, n_outputs)); returns the trained model.
+
+    The tokenizer learns its vocabulary from the training part only, so the validation texts
+    score the model as new texts would."""
+    options = options or TextModelOptions()
+    texts = check_texts(texts)
+    if len(texts) != len(y):
+        raise ValueError(f"{len(texts)} texts but {len(y)} labels: they must match")
+    y = np.asarray(y)
+    split = validation_indices(len(texts), options)
+    monitor = options.monitor if split is not None else "cost"
+    if monitor == "auto":  # the task's metric, unless too few texts make it a coarse step
+        few = split is None or len(split[1]) < MIN_FOR_METRIC
+        monitor = "cost" if few else AUTO_MONITOR[task]
+    train_idx = split[0] if split is not None else np.arange(len(texts))
+    tokenizer = Tokenizer(max_features=options.max_features, min_df=options.min_df,
+                          character=options.character)
+    tokenizer.fit([texts[i] for i in train_idx])
+    tokens = tokenizer.transform(texts)
+    model = build_text_model(task, n_outputs, tokenizer, options)
+    validation = None
+    if split is not None:
+        validation = ([tokens[i] for i in split[1]], y[split[1]])
+    cut = Truncate(options.truncate) if options.truncate else None
+    train_tokens = [tokens[i] for i in train_idx]
+    linear = None
+    if model.wide is not None:  # the linear n-gram model first: cheap, and blended in below
+        linear = fit_term(model, train_tokens, y[train_idx], validation, monitor)
+    term, model.model.wide = model.model.wide, None  # the RNN trains on its own
+    try:
+        model.fit(train_tokens, y[train_idx], batch_size=options.batch_size,
+                  n_epochs=options.n_epochs, validation_data=validation,
+                  patience=options.patience if split is not None else None,
+                  monitor=monitor, len_filter=cut, class_weight=class_weight,
+                  lr_schedule=None if options.lr_schedule == "constant"
+                  else options.lr_schedule)
+    finally:
+        model.model.wide = term
+    if linear is not None:
+        blend(model, linear["bias"], validation, monitor, options.verbose)
+    model.monitor_ = monitor  # what picked the epoch kept
+    model.n_truncated_ = cut.n_cut_ if cut is not None else 0  # training texts cut
+    return model
+
+
+def fit_text_model(texts, labels, coding: LabelCoding | None = None,
+                   options: TextModelOptions | None = None, task: str = "auto") -> RNN:
+    """Fit a tokenizer and an RNN on raw texts and labels (class names or numbers); returns
+    the trained model.
+
+    coding: the label coding (default: fitted on ``labels`` with ``task``); the model's
+    ``extra_`` holds it, so ``passage.io.save`` writes one file that predicts class names.
+    ``history_`` / ``best_epoch_`` tell how validation went.
+    """
+    labels = list(labels)
+    coding = coding or LabelCoding.fit(labels, task)
+    model = fit_encoded(texts, coding.encode(labels), coding.task, coding.n_outputs, options)
+    model.extra_ = coding.to_dict()
+    return model
+
+
+def blend(model: RNN, linear_bias, validation, monitor: str, verbose: int = 0) -> dict:
+    """Weigh the trained RNN and the linear n-gram term into one model, on validation data.
+
+    The output's pre-activation becomes ``a * linear + b * rnn + c``, with (a, b, c) that
+    minimise the validation cost: a few parameters fitted on held-out texts, a or b near 0
+    when that part adds nothing. They are folded into the weights (term scaled by a, output
+    layer by b, c into its bias), so the model keeps its shape: predict, save, export and
+    serve see one RNN. Without validation data the two are averaged. ``model.linear_``
+    records the weights and the validation ``monitor`` of the blend and of each part alone
+    (the blend is kept whatever they say: choosing among three by a metric on a few hundred
+    texts would choose by noise).
+    """
+    import torch
+
+    last = model.layers[-1]
+    table: dict[str, float] = {}
+    if validation is None:
+        a, b, c = 0.5, 0.5, torch.zeros_like(linear_bias)
+    else:
+        X, Y = validation
+        y = torch.from_numpy(model._scale_targets(model._targets(Y, iterators.sequence_lengths(X))))
+        z_lin = torch.from_numpy(term_logits(model, X, linear_bias))
+        term, model.model.wide = model.model.wide, None
+        try:
+            z_rnn = torch.from_numpy(_logits(model, model.predict(X)))
+        finally:
+            model.model.wide = term
+        a, b, c = _fit_weights(model._logits_cost or model.cost, y, z_lin, z_rnn)
+        linear = last.activation.lower() == "linear"
+        for name, z in (("blend", a * z_lin + b * z_rnn + c), ("linear", z_lin),
+                        ("rnn", z_rnn)):
+            out = z if linear else last.act(z)
+            table[name] = metrics.scores(model.cost, y.numpy(), out.numpy())[monitor]
+    with torch.no_grad():
+        model.wide.weight.mul_(a)
+        last.w.mul_(b)
+        last.b.copy_(b * last.b + a * linear_bias + c)
+    model.linear_ = {"weights": [float(a), float(b)],
+                     **{f"val_{monitor}_{k}": v for k, v in table.items()}}
+    if verbose and table:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in table.items())
+        print(f"validation {monitor}: {shown} (weights: linear {a:.3f}, rnn {b:.3f})",
+              file=sys.stderr)
+    return model.linear_
+
+
+def _logits(model: RNN, outputs: np.ndarray) -> np.ndarray:
+    """The output layer's pre-activations (standardized units for regression) from
+    ``predict``'s outputs: inverse sigmoid, log of softmax, or the value."""
+    act = model.layers[-1].activation.lower()
+    out = np.asarray(outputs, np.float64)
+    if act == "sigmoid":
+        p = np.clip(out, 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p)).astype(np.float32)
+    if act == "softmax":
+        return np.log(np.clip(out, 1e-12, None)).astype(np.float32)
+    if model.target_scale_ is not None:
+        mean, std = model.target_scale_
+        out = (out - mean) / std
+    return out.astype(np.float32)
+
+
+def _fit_weights(cost, y, z_lin, z_rnn):
+    """(a, b, c) minimising cost(y, a z_lin + b z_rnn + c): a few steps of L-BFGS from the
+    average, convex for the logistic, softmax and squared costs."""
+    import torch
+
+    a = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    c = torch.zeros(z_lin.shape[1], dtype=torch.float64, requires_grad=True)
+    zl, zr = z_lin.double(), z_rnn.double()
+    yy = y.double() if y.is_floating_point() else y
+    opt = torch.optim.LBFGS([a, b, c], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = cost(yy, a * zl + b * zr + c)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(a.detach()), float(b.detach()), c.detach().float()

@@ -1,0 +1,219 @@
+"""A linear term over a text's word uni- and bigrams, blended into a recurrent model's output.
+
+"Wide and deep": the model's pre-activation is ``Dense(recurrent state) + NgramLinear(ids)``.
+The term is a TF-IDF linear model, fitted first and on its own (``fit_term``: L-BFGS, the
+regularisation chosen on validation data, like the baseline the talk measures RNNs against);
+``passage.recipe`` then trains the RNN and weighs the two on validation data, so the model
+is at least as good there as the better of them, and usually better than both.
+
+Features of a document of ``n`` tokens: its ``n`` token ids and its ``n - 1`` bigrams, each
+bigram hashed into one of ``buckets`` rows after the vocabulary's. Each occurrence weighs the
+idf of its row (from the training texts' document frequencies); the document's vector is
+divided by the root of its summed squared idfs, so it has about unit length as in TF-IDF.
+Only sums over occurrences: any runtime computes it (see ``passage.export``).
+
+Inputs: ids ``(batch, time)`` int64, padded past ``lengths`` ``(batch,)``. Output:
+``(batch, n_out)``.
+
+>>> import torch
+>>> term = NgramLinear(n_features=10, n_out=2, buckets=16)
+>>> term(torch.tensor([[3, 4, 5], [6, 0, 0]]), torch.tensor([3, 1])).shape
+torch.Size([2, 2])
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from passage import iterators
+from passage._checks import check_int
+
+INIT_SCALE = 1e-4
+HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash constant; ids stay far below 2**32
+
+
+def bigram_rows(first: torch.Tensor, second: torch.Tensor, n_features: int,
+                buckets: int) -> torch.Tensor:
+    """The weight row of each bigram (first, second): a hash into the ``buckets`` rows after
+    the ``n_features`` unigram rows. Any runtime can compute it: int64 multiply, add, modulo."""
+    return (first * HASH_MULTIPLIER + second) % buckets + n_features
+
+
+class NgramLinear(nn.Module):
+    """The linear n-gram term (see the module docstring)."""
+
+    def __init__(self, n_features: int, n_out: int, buckets: int = 1 << 18):
+        super().__init__()
+        check_int("NgramLinear(n_features=...)", n_features)
+        check_int("NgramLinear(n_out=...)", n_out)
+        check_int("NgramLinear(buckets=...)", buckets)
+        self.n_features, self.n_out, self.buckets = n_features, n_out, buckets
+        # A near-zero start, for a term trained with the RNN by gradient steps (fit_term
+        # replaces it); from a generator of its own, so it neither depends on nor moves the
+        # global random state.
+        start = torch.Generator().manual_seed(n_features * 31 + n_out)
+        self.weight = nn.Parameter(
+            torch.randn(n_features + buckets, n_out, generator=start) * INIT_SCALE)
+        self.register_buffer("idf", torch.ones(n_features + buckets))  # set by fit_term
+
+    def get_config(self) -> dict:
+        return {"n_features": self.n_features, "n_out": self.n_out, "buckets": self.buckets}
+
+    def rows(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(document, row) of every unigram and bigram of the padded batch."""
+        ids = ids.long()
+        steps = torch.arange(ids.shape[1], device=ids.device)
+        valid = steps[None, :] < lengths[:, None]
+        pair = valid[:, 1:]  # a bigram at t needs tokens t and t + 1
+        bigrams = bigram_rows(ids[:, :-1], ids[:, 1:], self.n_features, self.buckets)
+        rows = torch.cat([ids[valid], bigrams[pair]])
+        docs = torch.cat([valid.nonzero()[:, 0], pair.nonzero()[:, 0]])
+        return docs, rows
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        docs, rows = self.rows(ids, lengths)
+        idf = self.idf[rows]
+        out = torch.zeros(ids.shape[0], self.n_out, device=ids.device, dtype=self.weight.dtype)
+        out = out.index_add(0, docs, F.embedding(rows, self.weight) * idf[:, None])
+        norm = torch.zeros(ids.shape[0], device=ids.device, dtype=idf.dtype)
+        norm = norm.index_add(0, docs, idf * idf).sqrt().clamp(min=1e-12)
+        return out / norm[:, None].to(out.dtype)
+
+
+def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
+             strengths=(1.0, 10.0, 100.0, 1000.0), max_iter: int = 200) -> dict:
+    """Fit ``model.wide`` alone, with a bias of its own, as an L2-regularised linear model on
+    the model's cost (logistic, softmax or squared): what ``passage.recipe.blend`` later
+    weighs against the recurrent part.
+
+    The document frequencies of the training texts' n-grams set the term's idf; then, for each
+    inverse regularisation strength C in ``strengths`` (as scikit-learn's ``C``: the mean cost
+    plus ``|W|^2 / (2 C n)``), L-BFGS on the whole training set, warm-started from the last C;
+    the C whose fit scores best on ``validation_data`` by ``monitor`` is kept (without
+    validation data, the middle one). Returns {"bias", "C", "scores"}.
+    """
+    from passage import metrics
+
+    term = model.wide
+    cost = model._logits_cost or model.cost
+    lengths, Yt = _prepared(model, X, Y)
+    docs, rows = _all_rows(term, X, lengths)
+    n, n_rows = len(lengths), term.n_features + term.buckets
+    df = np.bincount(np.unique(docs * n_rows + rows) % n_rows, minlength=n_rows)
+    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0  # scikit-learn's smooth idf
+    with torch.no_grad():
+        term.idf.copy_(torch.from_numpy(idf.astype(np.float32)))
+    # only the rows some training text has can get weight (the L2 optimum of the others is
+    # 0): the fit runs on those, in a compact index, and writes them back into the term
+    used, compact = np.unique(rows, return_inverse=True)
+    matrix = _tfidf_matrix(term.idf.numpy()[rows], docs, compact, n, len(used))
+    y = torch.from_numpy(Yt).to(model.device)
+    val = None
+    if validation_data is not None:
+        v_lengths, v_y = _prepared(model, *validation_data)
+        val = (validation_data[0], v_y)
+    weight = torch.zeros(len(used), term.n_out, device=model.device, requires_grad=True)
+    bias = torch.zeros(term.n_out, device=model.device, requires_grad=True)
+    history = 10 if len(used) * term.n_out <= 1 << 21 else 5
+    used_rows = torch.from_numpy(used).to(model.device)
+    lower = monitor in ("cost", "mse", "mae")
+    chosen = len(strengths) // 2 if val is None else None
+    best, scores = None, {}
+    for k, strength in enumerate(sorted(strengths)):
+        penalty = 1.0 / (2.0 * strength * n)
+        _lbfgs(matrix, y, cost, weight, bias, penalty, max_iter, history)
+        with torch.no_grad():
+            term.weight.zero_()
+            term.weight[used_rows] = weight
+        if val is None:
+            if k == chosen:
+                best = (None, strength, bias.detach().clone(), weight.detach().clone())
+            continue
+        z = term_logits(model, val[0], bias.detach())
+        out = _activated(model, torch.from_numpy(z)).numpy()
+        score = metrics.scores(model.cost, val[1], out)[monitor]
+        scores[strength] = score
+        if best is None or (score < best[0] if lower else score > best[0]):
+            best = (score, strength, bias.detach().clone(), weight.detach().clone())
+    with torch.no_grad():
+        term.weight.zero_()
+        term.weight[used_rows] = best[3]
+    term.weight.grad = None
+    return {"bias": best[2], "C": best[1], "scores": scores}
+
+
+def _lbfgs(matrix, y, cost, weight, bias, penalty: float, max_iter: int, history: int) -> None:
+    """Minimise cost(y, matrix @ weight + bias) + penalty |weight|^2 in place (L-BFGS)."""
+    matrix, transposed = matrix
+    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=history,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        z = (torch.sparse.mm(matrix, weight) + bias).detach().requires_grad_(True)
+        loss = cost(y, z)
+        g_z, = torch.autograd.grad(loss, z)
+        with torch.no_grad():
+            weight.grad = torch.sparse.mm(transposed, g_z) + 2 * penalty * weight
+            bias.grad = g_z.sum(0)
+        return loss.detach() + penalty * (weight.detach() ** 2).sum()
+
+    opt.step(closure)
+
+
+def _activated(model, z: torch.Tensor) -> torch.Tensor:
+    """The output layer's activation on pre-activations z (what the cost compares)."""
+    last = model.layers[-1]
+    return z if last.activation.lower() == "linear" else last.act(z)
+
+
+def _all_rows(term: NgramLinear, X, lengths, batch_size: int = 512):
+    """(document, row) of every n-gram of every sequence of X, as int64 numpy arrays."""
+    docs, rows = [], []
+    with torch.no_grad():
+        for idx, x, lt in _batches(None, X, lengths, np.arange(len(lengths)), batch_size):
+            d, r = term.rows(x, lt)
+            docs.append(d.numpy() + idx[0])
+            rows.append(r.numpy())
+    return np.concatenate(docs), np.concatenate(rows)
+
+
+def _tfidf_matrix(idf: np.ndarray, docs: np.ndarray, cols: np.ndarray, n: int, n_cols: int):
+    """The (documents, columns) sparse matrix the term multiplies, and its transpose (CSR
+    both), from every n-gram occurrence's idf, document and column: idfs summed per document
+    and column, divided by the root of the document's summed squared idfs (the forward pass)."""
+    norm = np.sqrt(np.bincount(docs, weights=idf * idf, minlength=n)).clip(1e-12)
+    values = torch.from_numpy((idf / norm[docs]).astype(np.float32))
+    coo = torch.sparse_coo_tensor(torch.from_numpy(np.stack([docs, cols])), values,
+                                  (n, n_cols), check_invariants=False).coalesce()
+    with warnings.catch_warnings():  # "CSR support is in beta": what we use of it is not
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+        return coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr()
+
+
+def term_logits(model, X, bias: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """``model.wide`` plus ``bias`` on the sequences X: (len(X), n_out) pre-activations."""
+    lengths = iterators.sequence_lengths(X)
+    out = np.zeros((len(lengths), model.wide.n_out), np.float32)
+    with torch.no_grad():
+        for idx, x, lt in _batches(model, X, lengths, np.arange(len(lengths)), batch_size):
+            out[idx] = (model.wide(x, lt) + bias).float().cpu().numpy()
+    return out
+
+
+def _prepared(model, X, Y):
+    lengths = iterators.sequence_lengths(X)
+    return lengths, model._scale_targets(model._targets(Y, lengths))
+
+
+def _batches(model, X, lengths, order, batch_size: int):
+    device = model.device if model is not None else "cpu"
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        x, lt = iterators.make_batch(X, idx)
+        yield idx, torch.from_numpy(x).to(device), torch.from_numpy(lt).to(device)
