@@ -9,8 +9,9 @@ server's RSS is read at its start and end. Then SIGTERM, and the exit status is 
 
     python benchmarks/serve.py [--data /work/shared/data/imdb] [--model FILE] [--json out.json]
 
-Without --model, the 2015 example model (Embedding 128 -> GRU 128 -> Dense 1) is trained for one
-epoch on ``--train-size`` training reviews first.
+Without --model, the default model of ``passage train`` (``passage.recipe``) is trained for one
+epoch on ``--train-size`` training reviews first. A last phase sends ``--batch-per-request``
+reviews per request at concurrency 64 (a client batching its own texts).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ import time
 import urllib.request
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
 
 from passage.datasets import load_imdb
 
@@ -51,8 +55,8 @@ def train(data: str, n: int, path: str) -> None:
     model = fit_text_model([texts[i] for i in order], [labels[i] for i in order],
                         options=TextModelOptions(n_epochs=1, validation_split=0.0))
     save(model, path)
-    print(f"trained the 2015 example model on {n:,} reviews, 1 epoch, in "
-          f"{time.time() - began:.0f}s", flush=True)
+    print(f"trained the default model (passage train's recipe) on {n:,} reviews, 1 epoch, "
+          f"in {time.time() - began:.0f}s", flush=True)
 
 
 def in_process(path: str, texts: list[str]) -> float:
@@ -105,7 +109,7 @@ async def _one(reader, writer, body: bytes, port: int) -> tuple[int, bytes]:
 
 
 async def load(port: int, bodies: list[bytes], concurrency: int, n_requests: int,
-               seconds: float) -> dict:
+               seconds: float, per_request: int = 1) -> dict:
     """``concurrency`` connections send requests until ``n_requests`` are answered or the
     time is up; latencies of the answered ones."""
     latencies, errors, sent = [], 0, 0
@@ -136,22 +140,26 @@ async def load(port: int, bodies: list[bytes], concurrency: int, n_requests: int
     wall = time.perf_counter() - began
     ms = np.array(latencies) * 1000
     return {"concurrency": concurrency, "requests": len(latencies), "seconds": wall,
-            "requests_per_s": len(latencies) / wall, "reviews_per_s": len(latencies) / wall,
+            "requests_per_s": len(latencies) / wall,
+            "reviews_per_s": per_request * len(latencies) / wall, "per_request": per_request,
             "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
             "p99_ms": float(np.percentile(ms, 99)), "errors": errors}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/work/shared/data/imdb")
+    ap.add_argument("--data", default=None, help="the IMDB folder (default: DATA_ROOT/imdb)")
     ap.add_argument("--model", help="a model file (default: train one)")
     ap.add_argument("--train-size", type=int, default=5000)
     ap.add_argument("--reviews", type=int, default=4000, help="test reviews to send")
     ap.add_argument("--requests", type=int, default=2000, help="requests per short phase")
     ap.add_argument("--soak-seconds", type=float, default=60.0)
+    ap.add_argument("--batch-per-request", type=int, default=8,
+                    help="reviews per request in the last phase")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--server-args", default="", help="extra 'passage serve' flags")
     args = ap.parse_args()
+    args.data = args.data or data_dir("imdb")
     if not os.path.exists(os.path.join(args.data, "test.jsonl.gz")):
         raise SystemExit(f"no IMDB data in {args.data!r} (test.jsonl.gz, train.jsonl.gz): give "
                          "--data DIR")
@@ -170,15 +178,20 @@ def main() -> None:
               flush=True)
         proc, port = start_server(path, args.server_args.split())
         bodies = [json.dumps({"inputs": t}).encode() for t in texts]
+        k = args.batch_per_request
+        lists = [json.dumps({"inputs": texts[i:i + k]}).encode()
+                 for i in range(0, len(texts) - k + 1, k)]
         rows = []
         try:
             phases = [("median review", [json.dumps({"inputs": median}).encode()], 1, 500, 60),
                       ("reviews", bodies, 1, args.requests // 2, 60),
                       ("reviews", bodies, 8, args.requests, 60),
-                      ("reviews", bodies, 64, 10 ** 9, args.soak_seconds)]
+                      ("reviews", bodies, 64, 10 ** 9, args.soak_seconds),
+                      (f"{k} per request", lists, 64, args.requests, 60)]
             for name, sent, concurrency, n, seconds in phases:
                 rss_start = rss_mib(proc.pid)
-                row = asyncio.run(load(port, sent, concurrency, n, seconds))
+                row = asyncio.run(load(port, sent, concurrency, n, seconds,
+                                       k if sent is lists else 1))
                 row.update(name=name, rss_start_mib=rss_start, rss_end_mib=rss_mib(proc.pid))
                 rows.append(row)
                 print(f"{name:>13} c={concurrency:<3} {row['requests']:>6} req "
@@ -189,8 +202,9 @@ def main() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             status = proc.wait(60)
-        soak = rows[-1]
-        print(f"served at c=64: {soak['reviews_per_s'] / local:.0%} of in-process; median "
+        soak, batched = rows[-2], rows[-1]
+        print(f"served at c=64: {soak['reviews_per_s'] / local:.0%} of in-process, "
+              f"{batched['reviews_per_s'] / local:.0%} with {k} reviews per request; median "
               f"review ({len(median):,} chars) p50 at c=1: {rows[0]['p50_ms']:.1f} ms; RSS over "
               f"{soak['seconds']:.0f}s: {soak['rss_end_mib'] / soak['rss_start_mib'] - 1:+.1%}; "
               f"server exit status after SIGTERM: {status}")

@@ -215,7 +215,7 @@ def cmd_train(args) -> int:
         direction=args.direction, pool=args.pool, wide=args.wide, n_epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
         min_df=args.min_df, max_features=args.max_features, character=args.character,
-        truncate=args.truncate, validation_split=args.validation_split,
+        truncate=args.truncate, validation_split=args.validation_split, refit=args.refit,
         patience=args.patience, monitor=args.monitor, seed=args.seed, verbose=_verbosity(args),
         precision=args.precision)
     what = {"binary": f"binary, positive class {coding.classes[-1]!r}" if coding.classes
@@ -237,6 +237,10 @@ def cmd_train(args) -> int:
         scores = ", ".join(f"{k[4:]} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
         _say(args, f"kept epoch {best} of {len(model.history_)} by validation {model.monitor_} "
                    f"(validation: {scores})")
+    refit = getattr(model, "refit_", None)
+    if refit:
+        _say(args, f"then trained again on all {refit['texts']:,} texts for {refit['epochs']} "
+                   "epoch(s) (--no-refit: keep the validated model)")
     _say(args, f"vocabulary {model.tokenizer.n_features:,} ids; trained in {seconds:.1f}s; "
                f"saved model to {args.out}")
     if args.baseline:
@@ -269,8 +273,10 @@ def _report_baseline(texts, labels, coding, options, model, seconds: float) -> N
     val_texts = [texts[i] for i in val_idx]
     base = fit_on_split([texts[i] for i in train_idx], y[train_idx], val_texts, y[val_idx],
                         coding.task)
-    rnn_score = validation_score(coding.task, y[val_idx],
-                                 coding.output_ids(model.predict(val_texts)))
+    # the validated model's outputs: a refitted model has seen these texts
+    outputs = getattr(model, "validation_outputs_", None)
+    outputs = model.predict(val_texts) if outputs is None else outputs
+    rnn_score = validation_score(coding.task, y[val_idx], coding.output_ids(outputs))
     name = "R^2" if coding.task == "regression" else "accuracy"
     print(f"validation {name} on {len(val_idx):,} held-out texts:")
     print(f"  rnn          {rnn_score:.4f}  trained in {seconds:.1f}s")
@@ -600,6 +606,9 @@ def _add_model_options(p, showdown: bool = False) -> None:
     g.add_argument("--character", action="store_true", help="character tokens, not words")
     g.add_argument("--validation-split", type=fraction, default=d.validation_split,
                    help="fraction held out for early stopping; 0 turns it off (%(default)s)")
+    g.add_argument("--refit", action=argparse.BooleanOptionalAction, default=d.refit,
+                   help="once validation has chosen the epochs and the blend, train again on "
+                        "all the texts, the held-out ones too (%(default)s)")
     g.add_argument("--patience", type=positive_int, default=d.patience,
                    help="stop after this many epochs without a better validation score "
                         "(%(default)s)")

@@ -23,7 +23,8 @@ class TextModelOptions:
     1-10 rating) and TREC-6, never their test sets, and checked on the test sets by
     ``benchmarks/defaults.py`` (docs/benchmarks.md): a bidirectional GRU, max-pooled, blended
     with a TF-IDF linear term (``wide``), trained at lr 3e-3 on the first and last 128 tokens
-    of long texts, in bfloat16 where the hardware runs it natively."""
+    of long texts, in bfloat16 where the hardware runs it natively; once validation has chosen
+    the epochs, the linear term's C and the blend, trained again on every text (``refit``)."""
 
     size: int = 128
     embedding_size: int = 128
@@ -40,6 +41,7 @@ class TextModelOptions:
     character: bool = False
     truncate: int | None = 256  # train on the first and last truncate/2 tokens of long texts
     validation_split: float = 0.1
+    refit: bool = True          # after validation chose, train again on every text
     patience: int | None = 2
     monitor: str = "auto"       # validation score early stopping keeps; 'auto': accuracy for
     #                             classes, R^2 for regression (the cost under 100 held-out texts)

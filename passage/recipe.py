@@ -32,6 +32,7 @@ from passage.preprocessing import Tokenizer, Truncate, check_texts
 from passage.updates import Adam
 from passage.wide import NgramLinear, fit_term, term_logits
 
+BLEND_RIDGE = 1e-3  # see _fit_weights
 BATCH_TOKENS = 32768  # padded positions per training batch (longer documents: in chunks)
 RECURRENT = {"gru": GatedRecurrent, "lstm": LstmRecurrent, "simple": SimpleRecurrent}
 OUTPUTS = {"binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce"),
@@ -118,7 +119,57 @@ def fit_encoded(texts, y, task: str, n_outputs: int, options: TextModelOptions |
         blend(model, linear["bias"], validation, monitor, options.verbose)
     model.monitor_ = monitor  # what picked the epoch kept
     model.n_truncated_ = cut.n_cut_ if cut is not None else 0  # training texts cut
+    if options.refit and split is not None:
+        model = _refit(model, texts, y, task, n_outputs, options, class_weight, linear,
+                       validation)
     return model
+
+
+def _refit(first: RNN, texts, y, task: str, n_outputs: int, options: TextModelOptions,
+           class_weight, linear: dict | None, validation) -> RNN:
+    """The model again, on every text (the validation part too), with what validation chose:
+    the vocabulary, then the linear term's C, the RNN's best number of epochs, the blend's
+    weights. ``history_``, ``best_epoch_``, ``linear_`` and ``validation_outputs_`` (the
+    first model's outputs for the held-out texts) are those of the validated run."""
+    validation_outputs = first.predict(validation[0])
+    tokenizer = Tokenizer(max_features=options.max_features, min_df=options.min_df,
+                          character=options.character)
+    tokens = tokenizer.fit_transform(texts)
+    model = build_text_model(task, n_outputs, tokenizer, options)
+    epochs = getattr(first, "best_epoch_", None) or len(first.history_) or options.n_epochs
+    bias = None
+    if model.wide is not None:
+        bias = fit_term(model, tokens, y, strengths=(linear["C"],))["bias"]
+    cut = Truncate(options.truncate) if options.truncate else None
+    term, model.model.wide = model.model.wide, None
+    try:
+        model.fit(tokens, y, batch_size=options.batch_size, n_epochs=epochs, len_filter=cut,
+                  class_weight=class_weight, monitor=first.monitor_,
+                  lr_schedule=None if options.lr_schedule == "constant"
+                  else options.lr_schedule)
+    finally:
+        model.model.wide = term
+    if bias is not None:
+        a, b = first.linear_["weights"]
+        _fold(model, bias, a, b, first.linear_["offset"])
+        model.linear_ = first.linear_
+    model.history_, model.best_epoch_ = first.history_, getattr(first, "best_epoch_", None)
+    model.monitor_, model.n_truncated_ = first.monitor_, cut.n_cut_ if cut is not None else 0
+    model.validation_outputs_ = validation_outputs
+    model.refit_ = {"texts": len(texts), "epochs": epochs}
+    return model
+
+
+def _fold(model: RNN, linear_bias, a: float, b: float, c) -> None:
+    """Fold the blend ``a * linear + b * rnn + c`` into the term and the output layer."""
+    import torch
+
+    last = model.layers[-1]
+    c = torch.as_tensor(c, dtype=last.b.dtype)
+    with torch.no_grad():
+        model.wide.weight.mul_(a)
+        last.w.mul_(b)
+        last.b.copy_(b * last.b + a * linear_bias + c)
 
 
 def fit_text_model(texts, labels, coding: LabelCoding | None = None,
@@ -170,11 +221,8 @@ def blend(model: RNN, linear_bias, validation, monitor: str, verbose: int = 0) -
                         ("rnn", z_rnn)):
             out = z if linear else last.act(z)
             table[name] = metrics.scores(model.cost, y.numpy(), out.numpy())[monitor]
-    with torch.no_grad():
-        model.wide.weight.mul_(a)
-        last.w.mul_(b)
-        last.b.copy_(b * last.b + a * linear_bias + c)
-    model.linear_ = {"weights": [float(a), float(b)],
+    _fold(model, linear_bias, a, b, c)
+    model.linear_ = {"weights": [float(a), float(b)], "offset": [float(v) for v in c],
                      **{f"val_{monitor}_{k}": v for k, v in table.items()}}
     if verbose and table:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in table.items())
@@ -213,7 +261,9 @@ def _fit_weights(cost, y, z_lin, z_rnn):
 
     def closure():
         opt.zero_grad()
-        loss = cost(yy, a * zl + b * zr + c)
+        # a light ridge on (a, b): on validation texts that either part separates perfectly
+        # the weights would otherwise grow without bound (overconfident probabilities)
+        loss = cost(yy, a * zl + b * zr + c) + BLEND_RIDGE * (a * a + b * b)
         loss.backward()
         return loss
 

@@ -40,7 +40,7 @@ class _TextRNN(BaseEstimator):
                  lr_schedule: str = _D.lr_schedule, min_df: int = _D.min_df,
                  max_features: int = _D.max_features, character: bool = _D.character,
                  truncate: int | None = _D.truncate,
-                 validation_split: float = _D.validation_split,
+                 validation_split: float = _D.validation_split, refit: bool = _D.refit,
                  patience: int | None = _D.patience, monitor: str = _D.monitor,
                  seed: int | None = None, verbose: int = _D.verbose, class_weight=None,
                  precision: str = _D.precision):
@@ -51,6 +51,7 @@ class _TextRNN(BaseEstimator):
         self.min_df, self.max_features, self.character = min_df, max_features, character
         self.truncate = truncate
         self.validation_split, self.patience, self.monitor = validation_split, patience, monitor
+        self.refit = refit
         self.seed, self.verbose = seed, verbose
         self.class_weight = class_weight  # classifiers only: 'balanced' or {label: weight}
         self.precision = precision  # 'fp32', 'bf16', 'fp16' or 'auto' (see passage.precision)

@@ -72,11 +72,16 @@ def test_the_vocabulary_comes_from_the_training_part_only():
     texts, labels = corpus(60)
     texts = [t + (f" rareword{i}" if i < 60 else "") for i, t in enumerate(texts)]
     options = TextModelOptions(size=4, embedding_size=4, n_epochs=1, min_df=1,
-                               validation_split=0.5, seed=0)
+                               validation_split=0.5, seed=0, refit=False)
     model = fit_text_model(texts, labels, options=options)
     _, val = validation_indices(len(texts), options)
     for i in val:  # a word seen only in a held-out text has no id of its own
         assert f"rareword{i}" not in model.tokenizer.encoder
+    # refit: once validation has chosen, every text's words get ids
+    model = fit_text_model(texts, labels, options=options.updated(refit=True))
+    assert all(f"rareword{i}" in model.tokenizer.encoder for i in val)
+    assert model.refit_ == {"texts": 60, "epochs": 1}
+    assert model.validation_outputs_.shape == (len(val), 1)
 
 
 @pytest.mark.parametrize("n,expected", [(MIN_FOR_METRIC * 10, "accuracy"),

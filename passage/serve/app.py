@@ -197,23 +197,9 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
                    405: f"{request.method} is not allowed on {request.url.path!r}"}
         return error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
 
-    @app.middleware("http")
-    async def measure_and_guard(request: fastapi.Request, call_next):
-        route, began = _route(request.scope), time.perf_counter()
-        if api_key is not None and route not in OPEN_ROUTES and not _authorized(request,
-                                                                                api_key):
-            response = error(401, "this server needs an API key: send the header "
-                                  "'Authorization: Bearer <key>'",
-                             {"WWW-Authenticate": "Bearer"})
-        else:
-            response = await call_next(request)
-        status = str(response.status_code)
-        metrics.requests.inc(route=route, status=status)
-        if response.status_code >= 400:
-            metrics.errors.inc(route=route, status=status)
-        metrics.latency.observe(time.perf_counter() - began, route=route)
-        return response
-
+    # measures every answer (routing errors included); CORS, added after, sits outside it, so
+    # a browser's preflight is answered before the API key is asked for
+    app.add_middleware(_Guard, metrics=metrics, api_key=api_key, error=error)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
                            allow_methods=["GET", "POST"],
@@ -221,7 +207,42 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
     return app
 
 
-def _authorized(request, api_key: str) -> bool:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+class _Guard:
+    """Pure ASGI middleware (no per-request task or body copy, unlike ``@app.middleware``):
+    the API key check and the request counters and latency of every HTTP answer."""
+
+    def __init__(self, app, metrics: _Metrics, api_key: str | None, error):
+        self.app, self.metrics, self.api_key, self.error = app, metrics, api_key, error
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from starlette.datastructures import Headers
+
+        route, began = _route(scope), time.perf_counter()
+        status = {"code": 500}
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        if self.api_key is not None and route not in OPEN_ROUTES and \
+                not _authorized(Headers(scope=scope), self.api_key):
+            response = self.error(401, "this server needs an API key: send the header "
+                                       "'Authorization: Bearer <key>'",
+                                  {"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, sending)
+        else:
+            await self.app(scope, receive, sending)
+        code = str(status["code"])
+        self.metrics.requests.inc(route=route, status=code)
+        if status["code"] >= 400:
+            self.metrics.errors.inc(route=route, status=code)
+        self.metrics.latency.observe(time.perf_counter() - began, route=route)
+
+
+def _authorized(headers, api_key: str) -> bool:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
                                                               api_key.encode())
