@@ -95,13 +95,14 @@ def fit_encoded(texts, y, task: str, n_outputs: int, options: TextModelOptions |
     tokenizer = Tokenizer(max_features=options.max_features, min_df=options.min_df,
                           character=options.character)
     tokenizer.fit([texts[i] for i in train_idx])
-    tokens = tokenizer.transform(texts)
+    tokens = tokenizer.transform(texts, as_array=True)  # flat int32 ids: a fraction of lists
     model = build_text_model(task, n_outputs, tokenizer, options)
     validation = None
     if split is not None:
-        validation = ([tokens[i] for i in split[1]], y[split[1]])
+        validation = (tokens.take(split[1]), y[split[1]])
     cut = Truncate(options.truncate) if options.truncate else None
-    train_tokens = [tokens[i] for i in train_idx]
+    train_tokens = tokens.take(train_idx)
+    del tokens
     linear = None
     if model.wide is not None:  # the linear n-gram model first: cheap, and blended in below
         linear = fit_term(model, train_tokens, y[train_idx], validation, monitor)
@@ -120,21 +121,22 @@ def fit_encoded(texts, y, task: str, n_outputs: int, options: TextModelOptions |
     model.monitor_ = monitor  # what picked the epoch kept
     model.n_truncated_ = cut.n_cut_ if cut is not None else 0  # training texts cut
     if options.refit and split is not None:
+        outputs = model.predict(validation[0])
+        del train_tokens, validation  # the first run's data, before the second one's
         model = _refit(model, texts, y, task, n_outputs, options, class_weight, linear,
-                       validation)
+                       outputs)
     return model
 
 
 def _refit(first: RNN, texts, y, task: str, n_outputs: int, options: TextModelOptions,
-           class_weight, linear: dict | None, validation) -> RNN:
+           class_weight, linear: dict | None, validation_outputs) -> RNN:
     """The model again, on every text (the validation part too), with what validation chose:
     the vocabulary, then the linear term's C, the RNN's best number of epochs, the blend's
     weights. ``history_``, ``best_epoch_``, ``linear_`` and ``validation_outputs_`` (the
     first model's outputs for the held-out texts) are those of the validated run."""
-    validation_outputs = first.predict(validation[0])
     tokenizer = Tokenizer(max_features=options.max_features, min_df=options.min_df,
                           character=options.character)
-    tokens = tokenizer.fit_transform(texts)
+    tokens = tokenizer.fit_transform(texts, as_array=True)
     model = build_text_model(task, n_outputs, tokenizer, options)
     epochs = getattr(first, "best_epoch_", None) or len(first.history_) or options.n_epochs
     bias = None

@@ -102,16 +102,12 @@ def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
     term = model.wide
     cost = model._logits_cost or model.cost
     lengths, Yt = _prepared(model, X, Y)
-    docs, rows = _all_rows(term, X, lengths)
     n, n_rows = len(lengths), term.n_features + term.buckets
-    df = np.bincount(np.unique(docs * n_rows + rows) % n_rows, minlength=n_rows)
-    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0  # scikit-learn's smooth idf
+    used, matrix, df = _tfidf_matrix(term, X, lengths)
+    idf = np.full(n_rows, np.log(1.0 + n) + 1.0)  # rows no training text has: df 0
+    idf[used] = np.log((1.0 + n) / (1.0 + df)) + 1.0  # scikit-learn's smooth idf
     with torch.no_grad():
         term.idf.copy_(torch.from_numpy(idf.astype(np.float32)))
-    # only the rows some training text has can get weight (the L2 optimum of the others is
-    # 0): the fit runs on those, in a compact index, and writes them back into the term
-    used, compact = np.unique(rows, return_inverse=True)
-    matrix = _tfidf_matrix(term.idf.numpy()[rows], docs, compact, n, len(used))
     y = torch.from_numpy(Yt).to(model.device)
     val = None
     if validation_data is not None:
@@ -120,7 +116,7 @@ def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
     weight = torch.zeros(len(used), term.n_out, device=model.device, requires_grad=True)
     bias = torch.zeros(term.n_out, device=model.device, requires_grad=True)
     history = 10 if len(used) * term.n_out <= 1 << 21 else 5
-    used_rows = torch.from_numpy(used).to(model.device)
+    used_rows = torch.from_numpy(used).long().to(model.device)
     lower = monitor in ("cost", "mse", "mae")
     chosen = len(strengths) // 2 if val is None else None
     best, scores = None, {}
@@ -173,27 +169,52 @@ def _activated(model, z: torch.Tensor) -> torch.Tensor:
 
 
 def _all_rows(term: NgramLinear, X, lengths, batch_size: int = 512):
-    """(document, row) of every n-gram of every sequence of X, as int64 numpy arrays."""
+    """(document, row) of every n-gram of every sequence of X, as int32 numpy arrays."""
     docs, rows = [], []
     with torch.no_grad():
         for idx, x, lt in _batches(None, X, lengths, np.arange(len(lengths)), batch_size):
             d, r = term.rows(x, lt)
-            docs.append(d.numpy() + idx[0])
-            rows.append(r.numpy())
+            docs.append((d + int(idx[0])).to(torch.int32).numpy())
+            rows.append(r.to(torch.int32).numpy())
     return np.concatenate(docs), np.concatenate(rows)
 
 
-def _tfidf_matrix(idf: np.ndarray, docs: np.ndarray, cols: np.ndarray, n: int, n_cols: int):
-    """The (documents, columns) sparse matrix the term multiplies, and its transpose (CSR
-    both), from every n-gram occurrence's idf, document and column: idfs summed per document
-    and column, divided by the root of the document's summed squared idfs (the forward pass)."""
-    norm = np.sqrt(np.bincount(docs, weights=idf * idf, minlength=n)).clip(1e-12)
-    values = torch.from_numpy((idf / norm[docs]).astype(np.float32))
-    coo = torch.sparse_coo_tensor(torch.from_numpy(np.stack([docs, cols])), values,
-                                  (n, n_cols), check_invariants=False).coalesce()
+def _tfidf_matrix(term: NgramLinear, X, lengths):
+    """The rows some document of X has (``used``), the (documents, used rows) matrix the term
+    multiplies with its transpose (CSR both, what the forward pass computes: each entry its
+    count times its row's idf, over the root of the document's summed squared idfs), and the
+    used rows' document frequencies. Built from one sort of the (document, row) pairs; the
+    idfs come from those same pairs."""
+    docs, rows = _all_rows(term, X, lengths)
+    n = len(lengths)
+    used, cols = np.unique(rows, return_inverse=True)
+    del rows
+    keys = docs.astype(np.int64) * len(used) + cols.reshape(-1)
+    del docs, cols
+    keys, tf = np.unique(keys, return_counts=True)  # sorted: by document, then row
+    doc, col = (keys // len(used)).astype(np.int32), (keys % len(used)).astype(np.int32)
+    del keys
+    df = np.bincount(col, minlength=len(used))
+    # the idf as the term stores it (float32), so the matrix is what the forward pass computes
+    idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32).astype(np.float64)
+    values = tf * idf[col]
+    norm = np.sqrt(np.bincount(doc, weights=values * idf[col], minlength=n)).clip(1e-12)
+    values = (values / norm[doc]).astype(np.float32)
+    matrix = _csr(doc, col, values, n, len(used))
+    order = np.argsort(col, kind="stable")
+    transposed = _csr(col[order], doc[order], values[order], len(used), n)
+    return used, (matrix, transposed), df
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int):
+    """A CSR tensor from entries sorted by row (int32 indices)."""
+    crow = np.zeros(n_rows + 1, np.int32)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=crow[1:])
     with warnings.catch_warnings():  # "CSR support is in beta": what we use of it is not
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
-        return coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr()
+        return torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(cols),
+                                       torch.from_numpy(values), (n_rows, n_cols),
+                                       check_invariants=False)
 
 
 def term_logits(model, X, bias: torch.Tensor, batch_size: int = 256) -> np.ndarray:
