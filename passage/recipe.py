@@ -16,11 +16,12 @@ Dense(1, sigmoid) + bce, multiclass -> Dense(k, softmax) + cce, regression -> De
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import numpy as np
 
-from passage import iterators, metrics
+from passage import metrics
 from passage._checks import validation_size
 from passage.iterators import SortedPadded
 from passage.labels import LabelCoding
@@ -30,7 +31,7 @@ from passage.options import AUTO_MONITOR, MIN_FOR_METRIC, MIN_FOR_VALIDATION, Te
 from passage.precision import auto_precision
 from passage.preprocessing import Tokenizer, Truncate, check_texts
 from passage.updates import Adam
-from passage.wide import NgramLinear, fit_term, term_logits
+from passage.wide import NgramLinear, activated, fit_term, prepared_targets, term_logits
 
 BLEND_RIDGE = 1e-3  # see _fit_weights
 BATCH_TOKENS = 32768  # padded positions per training batch (longer documents: in chunks)
@@ -60,6 +61,35 @@ def build_text_model(task: str, n_outputs: int, tokenizer: Tokenizer,
     return RNN(layers, cost, updater=Adam(lr=options.lr), verbose=options.verbose,
                iterator=iterator, seed=options.seed, tokenizer=tokenizer, wide=wide,
                precision=precision)
+
+
+def _tokenizer(options: TextModelOptions) -> Tokenizer:
+    return Tokenizer(max_features=options.max_features, min_df=options.min_df,
+                     character=options.character)
+
+
+@contextlib.contextmanager
+def _without_term(model: RNN):
+    """The model with its n-gram term detached (the RNN alone), for training or predicting."""
+    term, model.model.wide = model.model.wide, None
+    try:
+        yield model
+    finally:
+        model.model.wide = term
+
+
+def _fit_rnn(model: RNN, X, y, options: TextModelOptions, n_epochs: int, monitor: str,
+             class_weight, validation=None) -> Truncate | None:
+    """``model.fit`` of the RNN alone with the recipe's settings; returns the Truncate used."""
+    cut = Truncate(options.truncate) if options.truncate else None
+    with _without_term(model):
+        model.fit(X, y, batch_size=options.batch_size, n_epochs=n_epochs,
+                  validation_data=validation,
+                  patience=options.patience if validation is not None else None,
+                  monitor=monitor, len_filter=cut, class_weight=class_weight,
+                  lr_schedule=None if options.lr_schedule == "constant"
+                  else options.lr_schedule)
+    return cut
 
 
 def validation_indices(n: int, options: TextModelOptions
@@ -92,30 +122,20 @@ def fit_encoded(texts, y, task: str, n_outputs: int, options: TextModelOptions |
         few = split is None or len(split[1]) < MIN_FOR_METRIC
         monitor = "cost" if few else AUTO_MONITOR[task]
     train_idx = split[0] if split is not None else np.arange(len(texts))
-    tokenizer = Tokenizer(max_features=options.max_features, min_df=options.min_df,
-                          character=options.character)
+    tokenizer = _tokenizer(options)
     tokenizer.fit([texts[i] for i in train_idx])
     tokens = tokenizer.transform(texts, as_array=True)  # flat int32 ids: a fraction of lists
     model = build_text_model(task, n_outputs, tokenizer, options)
     validation = None
     if split is not None:
         validation = (tokens.take(split[1]), y[split[1]])
-    cut = Truncate(options.truncate) if options.truncate else None
     train_tokens = tokens.take(train_idx)
     del tokens
     linear = None
     if model.wide is not None:  # the linear n-gram model first: cheap, and blended in below
         linear = fit_term(model, train_tokens, y[train_idx], validation, monitor)
-    term, model.model.wide = model.model.wide, None  # the RNN trains on its own
-    try:
-        model.fit(train_tokens, y[train_idx], batch_size=options.batch_size,
-                  n_epochs=options.n_epochs, validation_data=validation,
-                  patience=options.patience if split is not None else None,
-                  monitor=monitor, len_filter=cut, class_weight=class_weight,
-                  lr_schedule=None if options.lr_schedule == "constant"
-                  else options.lr_schedule)
-    finally:
-        model.model.wide = term
+    cut = _fit_rnn(model, train_tokens, y[train_idx], options, options.n_epochs, monitor,
+                   class_weight, validation)
     if linear is not None:
         blend(model, linear["bias"], validation, monitor, options.verbose)
     model.monitor_ = monitor  # what picked the epoch kept
@@ -134,23 +154,14 @@ def _refit(first: RNN, texts, y, task: str, n_outputs: int, options: TextModelOp
     the vocabulary, then the linear term's C, the RNN's best number of epochs, the blend's
     weights. ``history_``, ``best_epoch_``, ``linear_`` and ``validation_outputs_`` (the
     first model's outputs for the held-out texts) are those of the validated run."""
-    tokenizer = Tokenizer(max_features=options.max_features, min_df=options.min_df,
-                          character=options.character)
+    tokenizer = _tokenizer(options)
     tokens = tokenizer.fit_transform(texts, as_array=True)
     model = build_text_model(task, n_outputs, tokenizer, options)
     epochs = getattr(first, "best_epoch_", None) or len(first.history_) or options.n_epochs
     bias = None
     if model.wide is not None:
         bias = fit_term(model, tokens, y, strengths=(linear["C"],))["bias"]
-    cut = Truncate(options.truncate) if options.truncate else None
-    term, model.model.wide = model.model.wide, None
-    try:
-        model.fit(tokens, y, batch_size=options.batch_size, n_epochs=epochs, len_filter=cut,
-                  class_weight=class_weight, monitor=first.monitor_,
-                  lr_schedule=None if options.lr_schedule == "constant"
-                  else options.lr_schedule)
-    finally:
-        model.model.wide = term
+    cut = _fit_rnn(model, tokens, y, options, epochs, first.monitor_, class_weight)
     if bias is not None:
         a, b = first.linear_["weights"]
         _fold(model, bias, a, b, first.linear_["offset"])
@@ -204,25 +215,21 @@ def blend(model: RNN, linear_bias, validation, monitor: str, verbose: int = 0) -
     """
     import torch
 
-    last = model.layers[-1]
     table: dict[str, float] = {}
     if validation is None:
         a, b, c = 0.5, 0.5, torch.zeros_like(linear_bias)
     else:
         X, Y = validation
-        y = torch.from_numpy(model._scale_targets(model._targets(Y, iterators.sequence_lengths(X))))
+        _, targets = prepared_targets(model, X, Y)
+        y = torch.from_numpy(targets)
         z_lin = torch.from_numpy(term_logits(model, X, linear_bias))
-        term, model.model.wide = model.model.wide, None
-        try:
+        with _without_term(model):
             z_rnn = torch.from_numpy(_logits(model, model.predict(X)))
-        finally:
-            model.model.wide = term
         a, b, c = _fit_weights(model._logits_cost or model.cost, y, z_lin, z_rnn)
-        linear = last.activation.lower() == "linear"
         for name, z in (("blend", a * z_lin + b * z_rnn + c), ("linear", z_lin),
                         ("rnn", z_rnn)):
-            out = z if linear else last.act(z)
-            table[name] = metrics.scores(model.cost, y.numpy(), out.numpy())[monitor]
+            out = activated(model, z).numpy()
+            table[name] = metrics.scores(model.cost, targets, out)[monitor]
     _fold(model, linear_bias, a, b, c)
     model.linear_ = {"weights": [float(a), float(b)], "offset": [float(v) for v in c],
                      **{f"val_{monitor}_{k}": v for k, v in table.items()}}

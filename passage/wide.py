@@ -101,7 +101,7 @@ def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
 
     term = model.wide
     cost = model._logits_cost or model.cost
-    lengths, Yt = _prepared(model, X, Y)
+    lengths, Yt = prepared_targets(model, X, Y)
     n, n_rows = len(lengths), term.n_features + term.buckets
     used, matrix, df = _tfidf_matrix(term, X, lengths)
     idf = np.full(n_rows, np.log(1.0 + n) + 1.0)  # rows no training text has: df 0
@@ -111,7 +111,7 @@ def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
     y = torch.from_numpy(Yt).to(model.device)
     val = None
     if validation_data is not None:
-        v_lengths, v_y = _prepared(model, *validation_data)
+        v_lengths, v_y = prepared_targets(model, *validation_data)
         val = (validation_data[0], v_y)
     weight = torch.zeros(len(used), term.n_out, device=model.device, requires_grad=True)
     bias = torch.zeros(term.n_out, device=model.device, requires_grad=True)
@@ -131,7 +131,7 @@ def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
                 best = (None, strength, bias.detach().clone(), weight.detach().clone())
             continue
         z = term_logits(model, val[0], bias.detach())
-        out = _activated(model, torch.from_numpy(z)).numpy()
+        out = activated(model, torch.from_numpy(z)).numpy()
         score = metrics.scores(model.cost, val[1], out)[monitor]
         scores[strength] = score
         if best is None or (score < best[0] if lower else score > best[0]):
@@ -162,7 +162,7 @@ def _lbfgs(matrix, y, cost, weight, bias, penalty: float, max_iter: int, history
     opt.step(closure)
 
 
-def _activated(model, z: torch.Tensor) -> torch.Tensor:
+def activated(model, z: torch.Tensor) -> torch.Tensor:
     """The output layer's activation on pre-activations z (what the cost compares)."""
     last = model.layers[-1]
     return z if last.activation.lower() == "linear" else last.act(z)
@@ -227,7 +227,8 @@ def term_logits(model, X, bias: torch.Tensor, batch_size: int = 256) -> np.ndarr
     return out
 
 
-def _prepared(model, X, Y):
+def prepared_targets(model, X, Y):
+    """(lengths of X, Y as the model's cost takes it: scaled for a regression)."""
     lengths = iterators.sequence_lengths(X)
     return lengths, model._scale_targets(model._targets(Y, lengths))
 
