@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import json
 import os
 import subprocess
@@ -31,6 +30,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from passage.files import open_text
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import data_dir, peak_rss_mb, write_results  # noqa: E402
@@ -47,7 +48,7 @@ def read(path: str, label: str, limit: int | None) -> tuple[list[str], list]:
     """(texts, labels) of a JSON-lines file, shuffled with a fixed seed (IMDB's files are
     sorted by label), the first ``limit`` of them."""
     texts, labels = [], []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         for line in f:
             row = json.loads(line)
             texts.append(row["text"])

@@ -12,12 +12,12 @@ train, last 10% to validate (as char-rnn); validation loss in nats per character
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import time
 
 import numpy as np
 
+from passage.files import open_text
 from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent
 from passage.lm import LanguageModel
 from passage.preprocessing import Tokenizer
@@ -26,9 +26,7 @@ from passage.updates import SGD, Adam
 
 def ptb(directory: str):
     def read(name):
-        path = os.path.join(directory, name)
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
+        with open_text(os.path.join(directory, name)) as f:
             return [w for line in f for w in line.split() + ["<eos>"]]
 
     train, valid, test = (read(n) for n in ("ptb.train.txt.gz", "ptb.valid.txt", "ptb.test.txt"))
@@ -39,7 +37,7 @@ def ptb(directory: str):
 
 
 def shakespeare(directory: str):
-    with gzip.open(os.path.join(directory, "input.txt.gz"), "rt", encoding="utf-8") as f:
+    with open_text(os.path.join(directory, "input.txt.gz")) as f:
         text = f.read()
     cut = int(len(text) * 0.9)
     tok = Tokenizer(min_df=1, max_features=1000, lowercase=False, character=True)

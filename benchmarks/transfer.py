@@ -16,7 +16,6 @@ all layers at a lower learning rate (``--finetune-lr``; 0 skips that stage).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import time
@@ -24,6 +23,7 @@ import time
 import numpy as np
 
 from passage.datasets import load_imdb
+from passage.files import open_text
 from passage.io import load, save
 from passage.layers import AdaptiveSoftmax, Dense, Embedding, GatedRecurrent
 from passage.lm import LanguageModel
@@ -94,7 +94,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     trX, trY = load_imdb(args.data, "train")
     teX, teY = load_imdb(args.data, "test")
-    with gzip.open(os.path.join(args.data, "unsup.jsonl.gz"), "rt", encoding="utf-8") as f:
+    with open_text(os.path.join(args.data, "unsup.jsonl.gz")) as f:
         unsup = [json.loads(line)["text"] for line in f]
     pool = unsup + trX
     pool = [pool[i] for i in rng.permutation(len(pool))[:args.pretrain_docs]]

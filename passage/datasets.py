@@ -11,17 +11,17 @@ balanced random sample of aclImdb v1.0, Maas et al. 2011: 5,000 train, 1,000 tes
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from importlib import resources
 
+from passage.files import open_text
+
 
 def read_jsonl(path: str | os.PathLike, text_key: str = "text", label_key: str = "label"):
     """(texts, labels) from a JSON-lines file (gzip if .gz); rows without a label are skipped."""
-    opener = gzip.open if os.fspath(path).endswith(".gz") else open
     texts, labels = [], []
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         for line in f:
             row = json.loads(line)
             if label_key in row:
@@ -37,7 +37,7 @@ def load_imdb_sample(label: str = "label"):
     """
     path = resources.files("passage") / "data" / "imdb_sample.jsonl.gz"
     out = {"train": ([], []), "test": ([], [])}
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         for line in f:
             row = json.loads(line)
             out[row["split"]][0].append(row["text"])

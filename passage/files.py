@@ -1,5 +1,6 @@
 """Files, safely: atomic writes that never leave a half-written file, and bounded zip reading.
 
+``open_text`` opens a text file as UTF-8, through gzip when its name ends in ``.gz``.
 ``atomic_write`` writes through a temporary in the target's folder and renames it over the
 target. ``Archive`` reads the zips of JSON and ``.npy`` members that model files and
 checkpoints are, with every size checked before anything is allocated: a member may expand
@@ -20,6 +21,7 @@ reader, never trusting the zip header's size alone. JSON may nest ``MAX_DEPTH`` 
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -30,6 +32,7 @@ import tempfile
 import time
 import zipfile
 import zlib
+from typing import IO
 
 import numpy as np
 
@@ -46,6 +49,36 @@ _CHUNK = 1 << 20
 
 class RefusedFile(ValueError):
     """A file that is readable but refused: too large, inconsistent or holding bad values."""
+
+
+def open_text(path: str | os.PathLike, mode: str = "rt", *, encoding: str = "utf-8",
+              errors: str | None = None, newline: str | None = None,
+              what: str = "file") -> IO[str]:
+    """``path`` opened as text (``mode`` 'rt', 'wt', 'at' or 'xt'; 'r', 'w'... mean the same),
+    through gzip when its name ends in ``.gz`` (any case).
+
+    encoding, errors, newline: as for ``open``. A file to read that does not exist is a
+    ``FileNotFoundError`` saying "no {what} at {path!r}".
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt.gz")
+    >>> with open_text(path, "wt") as f:
+    ...     _ = f.write("héllo\\n")
+    >>> with open_text(path) as f:
+    ...     f.read()
+    'héllo\\n'
+    """
+    if "b" in mode:
+        raise ValueError(f"open_text opens text, not bytes: mode {mode!r}")
+    mode = mode if "t" in mode else mode + "t"
+    name = os.fspath(path)
+    opener = gzip.open if name.lower().endswith(".gz") else open
+    try:
+        return opener(name, mode, encoding=encoding, errors=errors, newline=newline)
+    except FileNotFoundError:
+        if "r" not in mode:
+            raise  # writing: the folder is missing, and the default message says so
+        raise FileNotFoundError(f"no {what} at {name!r}") from None
 
 
 def write_member(z: zipfile.ZipFile, name: str, data: bytes) -> None:

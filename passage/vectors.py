@@ -16,11 +16,11 @@ loaded ones (so they neither dominate nor vanish), PAD gets zeros.
 
 from __future__ import annotations
 
-import gzip
 import os
 
 import numpy as np
 
+from passage.files import open_text
 from passage.preprocessing import PAD, SPECIAL
 
 
@@ -39,10 +39,9 @@ def load_vectors(path: str | os.PathLike, tokenizer, seed: int = 0,
                          "vectors for its vocabulary")
     lowercase = tokenizer.lowercase if lowercase is None else lowercase
     wanted = {w: i for w, i in tokenizer.encoder.items() if w not in SPECIAL}
-    opener = gzip.open if os.fspath(path).endswith(".gz") else open
     found: dict[int, np.ndarray] = {}
     dim = None
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+    with open_text(path, errors="replace", what="vectors file") as f:
         for n, line in enumerate(f, 1):
             parts = line.rstrip("\n").rstrip(" ").split(" ")
             if n == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):

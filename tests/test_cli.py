@@ -1,7 +1,6 @@
 """The ``passage`` command line, end to end on small files written into tmp_path."""
 
 import csv
-import gzip
 import json
 import shutil
 import subprocess
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from passage.cli import main
+from passage.files import open_text
 from passage.io import load
 
 TINY = ["--size", "8", "--embedding-size", "8", "--min-df", "1", "--epochs", "2", "--quiet"]
@@ -34,9 +34,8 @@ def make_rows(n=90, seed=0):
 def write_data(path, rows):
     """Write rows as CSV, TSV or JSON lines (gzip when the name ends in .gz)."""
     name = str(path)
-    opener = gzip.open if name.endswith(".gz") else open
     base = name[:-3] if name.endswith(".gz") else name
-    with opener(name, "wt", encoding="utf-8", newline="") as f:
+    with open_text(name, "wt", newline="") as f:
         if base.endswith(".jsonl"):
             for row in rows:
                 f.write(json.dumps(row) + "\n")

@@ -1,6 +1,7 @@
 """The command line never destroys a user's file, never shows a traceback, and reads real files:
-outputs over inputs, missing labels, long fields, hostile model files, --monitor, --keep, the
-recipe options; and a property-based fuzz of malformed data files and command lines."""
+outputs over inputs, the data file formats, missing labels, long fields, hostile model files,
+--monitor, --keep, the recipe options; and a property-based fuzz of malformed data files and
+command lines."""
 
 import csv
 import hashlib
@@ -14,10 +15,10 @@ from hypothesis import strategies as st
 from test_cli import TINY
 from test_cli import make_rows as cli_rows
 
-from passage import cli
 from passage.cli import main
+from passage.cli import train as cli_train
+from passage.cli.tables import read_data, read_table
 from passage.io import load
-from passage.showcase.tables import read_data, read_table
 
 
 def make_rows(n=60, seed=0):
@@ -120,7 +121,7 @@ def test_writing_over_an_input_is_refused_and_it_stays_intact(work, capsys, argv
 
 def test_a_refused_output_is_refused_before_any_work(work, capsys, monkeypatch):
     d, data, model = work
-    monkeypatch.setattr(cli, "fit_recipe", lambda *a, **k: pytest.fail("trained anyway"))
+    monkeypatch.setattr(cli_train, "fit_recipe", lambda *a, **k: pytest.fail("trained anyway"))
     assert main(["train", data, "--out", data, *TINY]) == 1
     assert "refusing to write --out" in one_error_line(capsys, "train")
 
@@ -132,9 +133,28 @@ def test_an_unwritable_folder_is_refused_before_any_work(work, capsys, monkeypat
     os.mkdir(target)
     monkeypatch.setattr(os, "access", lambda p, mode: False if os.path.abspath(p) == target
                         else real_access(p, mode))
-    monkeypatch.setattr(cli, "fit_recipe", lambda *a, **k: pytest.fail("trained anyway"))
+    monkeypatch.setattr(cli_train, "fit_recipe", lambda *a, **k: pytest.fail("trained anyway"))
     assert main(["train", data, "--out", f"{target}/m.passage", *TINY]) == 1
     assert "no permission" in one_error_line(capsys, "train")
+
+
+# -- data files -------------------------------------------------------------------------
+def test_read_table_formats(tmp_path):
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text('\ufefftext\tlabel\n"she said ""hi"", then left"\t1\n\nplain\t0\n',
+                   encoding="utf-8")
+    assert read_table(tsv, "text", "label") == (['she said "hi", then left', "plain"],
+                                                ["1", "0"])
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text('{"text": "a", "y": 2.5}\n\n{"text": "b", "y": 3}\n')
+    assert read_table(jsonl, "text", "y") == (["a", "b"], [2.5, 3])
+    assert read_table(jsonl, "text") == (["a", "b"], None)
+    jsonl.write_text('{"text": "a", "y": 1}\n{"body": "b", "y": 2}\n')
+    with pytest.raises(ValueError, match="line 2 has no key 'text'"):
+        read_table(jsonl, "text", "y")
+    jsonl.write_text('{"text": 5, "y": 1}\n')
+    with pytest.raises(ValueError, match="not a string"):
+        read_table(jsonl, "text", "y")
 
 
 # -- missing labels -----------------------------------------------------------------------
@@ -280,7 +300,7 @@ def test_any_error_is_one_line_and_traceback_shows_it(work, capsys, monkeypatch,
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(cli, "_load_model", fail)
+    monkeypatch.setattr(cli_train, "load_model", fail)
     assert main(["predict", model, data]) == 1
     line = one_error_line(capsys, "predict")
     assert len(line) < 1100

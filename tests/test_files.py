@@ -1,6 +1,7 @@
 """atomic_write: unpredictable O_EXCL temporaries, permission bits kept, the folder fsync'd,
-leftovers of killed writers cleaned (issue 16)."""
+leftovers of killed writers cleaned (issue 16); open_text: plain or gzip UTF-8 text."""
 
+import gzip
 import os
 import re
 import stat
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from passage import files
-from passage.files import atomic_write, remove_stale_temporaries
+from passage.files import atomic_write, open_text, remove_stale_temporaries
 
 
 def text_writer(text, seen=None):
@@ -110,3 +111,42 @@ def test_stale_temporaries_of_killed_writers_are_removed(tmp_path):
     kept = set(os.listdir(tmp_path))
     assert kept == {n for n, (_, keep) in names.items() if keep} | {"m.passage"}
     assert remove_stale_temporaries(str(tmp_path), "m.passage") == []
+
+
+# -- open_text -----------------------------------------------------------------------------
+def test_open_text_reads_plain_utf8(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes("café\nnaïve\n".encode())
+    with open_text(path) as f:
+        assert f.read() == "café\nnaïve\n"
+
+
+@pytest.mark.parametrize("name", ["notes.txt.gz", "NOTES.TXT.GZ"])
+def test_open_text_reads_and_writes_gzip(tmp_path, name):
+    path = tmp_path / name
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("café\n")
+    with open_text(str(path)) as f:
+        assert f.read() == "café\n"
+    with open_text(path, "w") as f:  # 'w' is text too
+        f.write("über\n")
+    assert gzip.decompress(path.read_bytes()).decode() == "über\n"
+
+
+def test_open_text_passes_encoding_errors_and_newline(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,b\r\n\xff\r\n")
+    with open_text(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        assert f.read() == "a,b\r\n\ufffd\r\n"
+
+
+def test_open_text_names_a_missing_file(tmp_path):
+    missing = tmp_path / "nope.jsonl.gz"
+    with pytest.raises(FileNotFoundError, match=r"^no data file at '.*nope\.jsonl\.gz'$"):
+        open_text(missing, what="data file")
+    with pytest.raises(FileNotFoundError, match="no file at"):
+        open_text(tmp_path / "nope.txt")
+    with pytest.raises(FileNotFoundError):  # writing into a missing folder: the usual error
+        open_text(tmp_path / "no" / "such.txt", "wt")
+    with pytest.raises(ValueError, match="text, not bytes"):
+        open_text(tmp_path / "x.txt", "rb")

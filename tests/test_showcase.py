@@ -1,5 +1,6 @@
-"""The showcase pieces: data files, labels, the model file's extra metadata, the linear baseline
-and the showdown, the embedding map and the per-token trace. Tiny data, tiny models."""
+"""The showcase pieces: labels, the model file's extra metadata, the linear baseline and the
+showdown, the embedding map and the per-token trace. Tiny data, tiny models. (The data-file
+reader, passage.cli.tables, is tested in test_cli_safety.)"""
 
 import json
 import zipfile
@@ -21,7 +22,6 @@ from passage.showcase.showdown import (
     run_showdown,
     training_subsets,
 )
-from passage.showcase.tables import read_table
 from passage.showcase.trace import colour, step_outputs, to_ansi, to_html, trace, write_html
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -45,7 +45,7 @@ def make_data(n=90, seed=0):
     return texts, labels, ratings
 
 
-# -- labels and tables ---------------------------------------------------------------------
+# -- labels --------------------------------------------------------------------------------
 def test_task_inference():
     assert infer_task(["pos", "neg", "neg"]) == "binary"
     assert infer_task([0, 1, 1]) == "binary"
@@ -76,24 +76,6 @@ def test_label_coding_from_a_model_without_metadata():
     assert LabelCoding.from_model(model) == LabelCoding("multiclass", [0, 1, 2])
     model.extra_ = {"task": "binary", "classes": ["ham", "spam"]}
     assert LabelCoding.from_model(model).classes == ["ham", "spam"]
-
-
-def test_read_table_formats(tmp_path):
-    tsv = tmp_path / "d.tsv"
-    tsv.write_text('\ufefftext\tlabel\n"she said ""hi"", then left"\t1\n\nplain\t0\n',
-                   encoding="utf-8")
-    assert read_table(tsv, "text", "label") == (['she said "hi", then left', "plain"],
-                                                ["1", "0"])
-    jsonl = tmp_path / "d.jsonl"
-    jsonl.write_text('{"text": "a", "y": 2.5}\n\n{"text": "b", "y": 3}\n')
-    assert read_table(jsonl, "text", "y") == (["a", "b"], [2.5, 3])
-    assert read_table(jsonl, "text") == (["a", "b"], None)
-    jsonl.write_text('{"text": "a", "y": 1}\n{"body": "b", "y": 2}\n')
-    with pytest.raises(ValueError, match="line 2 has no key 'text'"):
-        read_table(jsonl, "text", "y")
-    jsonl.write_text('{"text": 5, "y": 1}\n')
-    with pytest.raises(ValueError, match="not a string"):
-        read_table(jsonl, "text", "y")
 
 
 # -- the model file's extra metadata -------------------------------------------------------

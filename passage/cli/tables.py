@@ -1,4 +1,4 @@
-"""Read texts (and labels) from a data file: CSV, TSV or JSON lines, gzip-compressed or not.
+"""The command line's data files: texts (and labels) from CSV, TSV or JSON lines, gzipped or not.
 
 The format comes from the file name: ``.csv``, ``.tsv``/``.tab``, ``.jsonl``/``.ndjson``, each
 optionally followed by ``.gz``. Every problem (missing file or column, a row with the wrong
@@ -29,6 +29,9 @@ import os
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import IO
+
+from passage.files import open_text
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 MISSING = frozenset({"", "na", "nan", "n/a", "null", "none"})  # label cells that mean "no label"
@@ -83,8 +86,6 @@ def read_data(path: str | os.PathLike, text_column: str = "text",
     """
     path = os.fspath(path)
     fmt = file_format(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no data file at {path!r}")
     if os.path.isdir(path):
         raise ValueError(f"{path!r} is a directory, not a data file")
     keep_all = isinstance(keep, str) and keep == ALL
@@ -156,9 +157,9 @@ def _missing_message(path: str, label_column: str, missing: list[tuple[int, obje
             "or skip those rows (--drop-missing, drop_missing=True)")
 
 
-def _open(path: str):
-    opener = gzip.open if path.lower().endswith(".gz") else open
-    return opener(path, "rt", encoding="utf-8-sig", newline="")
+def _open(path: str) -> IO[str]:
+    """The data file as text: UTF-8 (a byte-order mark dropped), line ends left to csv."""
+    return open_text(path, encoding="utf-8-sig", newline="", what="data file")
 
 
 def _missing(value) -> bool:
