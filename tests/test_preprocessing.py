@@ -5,7 +5,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from passage import preprocessing
+from passage._tokenizer import compiled as compiled_engine
+from passage._tokenizer import (
+    current_settings,
+    keys,
+    numpy_engine,
+    settings,
+)
+from passage._tokenizer.chunks import parts
 from passage.preprocessing import END, PAD, SPECIAL, UNK, LenFilter, Tokenizer, Truncate, tokenize
 from passage.preprocessing import tokenize_reference as tokenize_2015
 from passage.sequences import TokenArray
@@ -120,10 +127,9 @@ def ids_2015(train, test, max_features=9997, min_df=1, lowercase=True, character
     return [[enc.get(t, UNK) for t in doc] for doc in docs + test_docs]
 
 
-def fitted_ids(train, test, engine, monkeypatch, **kw):
-    monkeypatch.setattr(preprocessing, "_ENGINE", engine)
+def fitted_ids(train, test, engine, **kw):
     tok = Tokenizer(**kw)
-    with warnings.catch_warnings():
+    with settings(engine=engine), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ids = tok.fit_transform(train) + tok.transform(test)
     return tok, ids
@@ -144,10 +150,10 @@ SETTINGS = [
 
 
 @pytest.mark.parametrize("kw", SETTINGS)
-def test_fast_engine_matches_python_and_2015(kw, fast_engine, monkeypatch):
+def test_fast_engine_matches_python_and_2015(kw, fast_engine):
     train, test = TRICKY, TRICKY[::-1] + ["unseen words \u2019 here", ""]
-    tok, fast = fitted_ids(train, test, fast_engine, monkeypatch, **kw)
-    ref, slow = fitted_ids(train, test, "python", monkeypatch, **kw)
+    tok, fast = fitted_ids(train, test, fast_engine, **kw)
+    ref, slow = fitted_ids(train, test, "python", **kw)
     assert fast == slow == ids_2015(train, test, **kw)
     assert tok.encoder == ref.encoder and tok.unk_rate_ == ref.unk_rate_
     assert max(max(d, default=0) for d in fast) < tok.n_features
@@ -156,24 +162,22 @@ def test_fast_engine_matches_python_and_2015(kw, fast_engine, monkeypatch):
 
 @pytest.mark.parametrize("kw", [dict(min_df=1), dict(min_df=3, max_features=50),
                                 dict(min_df=1, character=True)])
-def test_many_chunks_and_threads(kw, fast_engine, monkeypatch):
+def test_many_chunks_and_threads(kw, fast_engine):
     """Chunks of ~60 characters: words at chunk edges, new tokens in every chunk, the pool;
     the compiled engine counts in 3 threads and merges their lexicons."""
     rng = np.random.default_rng(0)
     alphabet = list("abcAB .,'\u2019\u00e9\u4e2d\t") + ["\U0001f600", "longwordlongword", "\u2026"]
     texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 40))) for _ in range(300)]
-    monkeypatch.setattr(preprocessing, "_CHUNK_CHARS", 60)
-    monkeypatch.setattr(preprocessing, "_PART_CHARS", 60)
-    monkeypatch.setattr(preprocessing, "_WORKERS", 3)
-    assert len(preprocessing._parts(texts[:200])) == 3
-    tok, fast = fitted_ids(texts[:200], texts[200:], fast_engine, monkeypatch, **kw)
-    ref, slow = fitted_ids(texts[:200], texts[200:], "python", monkeypatch, **kw)
+    with settings(chunk_chars=60, part_chars=60, workers=3):
+        assert len(parts(texts[:200], current_settings())) == 3
+        tok, fast = fitted_ids(texts[:200], texts[200:], fast_engine, **kw)
+        ref, slow = fitted_ids(texts[:200], texts[200:], "python", **kw)
     assert fast == slow == ids_2015(texts[:200], texts[200:], **kw)
     assert tok.encoder == ref.encoder
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_random_texts_near_the_marks(seed, fast_engine, monkeypatch):
+def test_random_texts_near_the_marks(seed, fast_engine):
     """Characters sharing a UTF-8 lead byte with a multi-byte mark (U+2010-U+2020, U+00A0-
     U+00BF), case changes that alter lengths or depend on context (I with dot, final sigma),
     surrogates and emoji, in random texts split across threads."""
@@ -181,11 +185,10 @@ def test_random_texts_near_the_marks(seed, fast_engine, monkeypatch):
     alphabet = ([chr(c) for c in range(0x2010, 0x2021)] + [chr(c) for c in range(0xA0, 0xC0)] +
                 list("aZ .,\t\n\u0130\u03a3\u03c3\u00c9\ud800\U0001f600\u4e2d") + ["ab", "XYZW"])
     texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 30))) for _ in range(120)]
-    monkeypatch.setattr(preprocessing, "_PART_CHARS", 100)
-    monkeypatch.setattr(preprocessing, "_WORKERS", 2)
     for kw in [dict(min_df=1), dict(min_df=1, lowercase=False), dict(min_df=1, character=True)]:
-        tok, fast = fitted_ids(texts[:80], texts[80:], fast_engine, monkeypatch, **kw)
-        ref, slow = fitted_ids(texts[:80], texts[80:], "python", monkeypatch, **kw)
+        with settings(part_chars=100, workers=2):
+            tok, fast = fitted_ids(texts[:80], texts[80:], fast_engine, **kw)
+            ref, slow = fitted_ids(texts[:80], texts[80:], "python", **kw)
         assert fast == slow == ids_2015(texts[:80], texts[80:], **kw)
         assert tok.encoder == ref.encoder
 
@@ -207,27 +210,24 @@ def test_special_names_keep_their_ids_without_a_gap():
 
 def _colliding_keys(words, starts, lengths, long=None):
     """Every token of 8 bytes or more gets the same hashed key."""
-    keys = real_token_keys(words, starts, lengths, long)
-    keys[lengths >= preprocessing._SHORT] = preprocessing._HASHED | np.uint64(12345)
-    return keys
+    out = keys.token_keys(words, starts, lengths, long)
+    out[lengths >= keys.SHORT] = keys.HASHED | np.uint64(12345)
+    return out
 
 
-real_token_keys = preprocessing._token_keys
-
-
-def test_hash_collisions_are_caught(monkeypatch):
+def test_hash_collisions_are_caught():
     texts = ["abcdefghij klmnopqrst abcdefghij", "klmnopqrst uvwxyzabcd", "short words"]
     expected = ids_2015(texts, ["uvwxyzabcd abcdefghij"])
-    monkeypatch.setattr(preprocessing, "_ENGINE", "numpy")  # the compiled one compares bytes
-    monkeypatch.setattr(preprocessing, "_token_keys", _colliding_keys)
-    tok = Tokenizer(min_df=1)
-    # fit falls back to the Python engine; transform maps a same-key token of other bytes to UNK
-    assert tok.fit_transform(texts) + tok.transform(["uvwxyzabcd abcdefghij"]) == expected
-    vocab = {"PAD": 0, "END": 1, "UNK": 2, "abcdefghij": 3}
-    tok2 = Tokenizer.from_config({"vocabulary": list(vocab)})
-    assert tok2.transform(["klmnopqrst abcdefghij"]) == [[UNK, 3]]
-    with monkeypatch.context() as m:  # two vocabulary entries with one key: Python engine
-        m.setattr(preprocessing, "_token_keys", _colliding_keys)
+    # the compiled engine compares whole bytes; the numpy one is given colliding keys
+    with settings(engine="numpy", token_keys=_colliding_keys):
+        tok = Tokenizer(min_df=1)
+        # fit falls back to the Python engine; transform maps a same-key token of other bytes
+        # to UNK
+        assert tok.fit_transform(texts) + tok.transform(["uvwxyzabcd abcdefghij"]) == expected
+        vocab = {"PAD": 0, "END": 1, "UNK": 2, "abcdefghij": 3}
+        tok2 = Tokenizer.from_config({"vocabulary": list(vocab)})
+        assert tok2.transform(["klmnopqrst abcdefghij"]) == [[UNK, 3]]
+        # two vocabulary entries with one key: the Python engine
         tok3 = Tokenizer.from_config({"vocabulary": list(vocab) + ["klmnopqrst"]})
         assert tok3.transform(["klmnopqrst abcdefghij x"]) == [[4, 3, UNK]]
 
@@ -244,11 +244,11 @@ class Shouty(str):
 
 
 @pytest.mark.parametrize("lowercase", [True, False])
-def test_str_subclasses_are_split_like_the_reference(lowercase, fast_engine, monkeypatch):
+def test_str_subclasses_are_split_like_the_reference(lowercase, fast_engine):
     texts = [Shouty("Ab c\u00e9"), "Ab c\u00e9", Shouty("plain ascii")]
     kw = dict(min_df=1, lowercase=lowercase)
-    tok, fast = fitted_ids(texts, texts, fast_engine, monkeypatch, **kw)
-    ref, slow = fitted_ids(texts, texts, "python", monkeypatch, **kw)
+    tok, fast = fitted_ids(texts, texts, fast_engine, **kw)
+    ref, slow = fitted_ids(texts, texts, "python", **kw)
     assert fast == slow and tok.encoder == ref.encoder and "not" not in tok.encoder
     assert ("AB" in tok.encoder) == lowercase
 
@@ -258,7 +258,7 @@ def test_compiled_lexicons_merge_as_if_counted_together(compiled):
     second = ["c a c", "samelongtoken B", "samelongtokeN"]
 
     def counted(texts):
-        lex = preprocessing._compiled_lexicon()
+        lex = compiled_engine.lexicon()
         ids, counts = lex.count(texts, False, False, True)
         return lex, np.frombuffer(ids, np.int32), np.frombuffer(counts, np.int64)
 
@@ -278,7 +278,7 @@ def test_compiled_lexicons_merge_as_if_counted_together(compiled):
 
 
 def test_compiled_lexicon_errors(compiled):
-    lex = preprocessing._compiled_lexicon()
+    lex = compiled_engine.lexicon()
     with pytest.raises(ValueError, match="given twice"):
         lex.add(["x", "y", "x"])
     with pytest.raises(ValueError, match="itself"):
@@ -296,7 +296,7 @@ def test_compiled_lexicon_errors(compiled):
 def test_compiled_lexicon_is_shared_by_readers_not_writers(compiled):
     """Lookups (add=False) in one lexicon may run in many threads at once; a thread adding
     tokens must have the lexicon to itself (the others get a clear error, not a crash)."""
-    lex = preprocessing._compiled_lexicon()
+    lex = compiled_engine.lexicon()
     lex.add(["a", "b"])
     big = ["a b c " * 20000] * 50
     results, errors = [], []
@@ -375,7 +375,7 @@ def test_document_frequency(n_ids, n_docs, max_len):
     expected = np.zeros(n_ids, np.int64)
     for d in docs:
         expected[np.unique(d)] += 1
-    assert np.array_equal(preprocessing._doc_frequency(ids, counts, n_ids), expected)
+    assert np.array_equal(numpy_engine.doc_frequency(ids, counts, n_ids), expected)
 
 
 def _cut_reference(x, m, keep):
