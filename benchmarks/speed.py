@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from passage import preprocessing, recurrent
+from passage import recurrent
+from passage._tokenizer import current_settings, engine_name, settings
 from passage.datasets import load_imdb
 from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.models import RNN
@@ -74,16 +75,13 @@ def tokenizer_rows(train, test, repeat):
     assert ours == ref, "token ids differ from the 2015 algorithm"
     t_arrays, packed = best_time(arrays, repeat)
     assert packed.tolist() == ref, "token ids (as_array) differ from the 2015 algorithm"
-    engine = preprocessing._ENGINE
+    engine = engine_name(current_settings())
     name = f"tokenizer fit+transform, {(len(train) + len(test)) // 1000}k reviews (s)"
     rows = [(f"{name}, {engine} engine", t_lists, t_ref, t_ref / t_lists),
             ("tokenizer, as_array=True (TokenArray) (s)", t_arrays, t_ref, t_ref / t_arrays)]
     if engine == "compiled":  # what a user without a C compiler gets
-        preprocessing._ENGINE = "numpy"
-        try:
+        with settings(engine="numpy"):
             t_numpy, packed = best_time(arrays, repeat)
-        finally:
-            preprocessing._ENGINE = engine
         assert packed.tolist() == ref, "token ids (numpy engine) differ from the 2015 algorithm"
         rows.append(("  as_array, numpy engine (built without C) (s)", t_numpy, t_ref,
                      t_ref / t_numpy))

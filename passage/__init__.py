@@ -5,6 +5,7 @@ The 2015 modules keep their names: ``passage.preprocessing``, ``passage.layers``
 ``passage.activations``, ``passage.inits``, ``passage.utils``.
 """
 
+from passage.exceptions import NotFittedError
 from passage.io import load, save
 from passage.layers import (
     Dense,
@@ -15,9 +16,11 @@ from passage.layers import (
     OneHot,
     SimpleRecurrent,
 )
+from passage.lm import LanguageModel
 from passage.models import RNN
 from passage.preprocessing import LenFilter, Tokenizer, Truncate
 
 __version__ = "0.3.0"
-__all__ = ["RNN", "Tokenizer", "LenFilter", "Truncate", "Embedding", "OneHot", "Generic",
-           "SimpleRecurrent", "GatedRecurrent", "LstmRecurrent", "Dense", "save", "load"]
+__all__ = ["RNN", "LanguageModel", "NotFittedError", "Tokenizer", "LenFilter", "Truncate",
+           "Embedding", "OneHot", "Generic", "SimpleRecurrent", "GatedRecurrent",
+           "LstmRecurrent", "Dense", "save", "load"]

@@ -43,6 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from passage import _processes, iterators
 from passage.models import RNN
+from passage.training import DataParallel
 
 
 class ShardedBatches(iterators.Padded):
@@ -188,16 +189,15 @@ def _train(rank, world, local_rank, make_model, X, Y, fit_kwargs, backend, timeo
         device_ids = [next(model.model.parameters()).device.index] if cuda else None
         ddp = DistributedDataParallel(model.model, device_ids=device_ids,  # copies rank 0's
                                       process_group=dist.new_group())  # initial weights
-        base, verbose = model.iterator, model.verbose
-        model.iterator = ShardedBatches(base, rank, world)
-        model._forward_module = ddp  # RNN.loss runs the forward pass through DDP
-        model.evaluate = _agreed(model.evaluate, rank, model.device if cuda else None)
-        model.verbose = verbose if rank == 0 else 0
+        parallel = DataParallel(ddp, rank, world,  # RNN.loss runs the forward pass through DDP
+                                shard=lambda it: ShardedBatches(it, rank, world),
+                                agree=lambda validate: _agreed(validate, rank,
+                                                               model.device if cuda else None))
         try:
-            model.fit(X, Y, **fit_kwargs)
+            own = [parallel, *(fit_kwargs.get("callbacks") or [])]
+            model.fit(X, Y, **{**fit_kwargs, "callbacks": own})
         finally:
-            model.iterator, model.verbose = base, verbose
-            del model._forward_module, model.evaluate, ddp
+            del parallel, ddp
         _check_identical(model)
     finally:
         if own_group:
@@ -205,10 +205,10 @@ def _train(rank, world, local_rank, make_model, X, Y, fit_kwargs, backend, timeo
     return model
 
 
-def _agreed(evaluate, rank, device):
-    """``evaluate`` run by process 0 and its scores sent to all: one early-stopping decision."""
-    def agreed(X, Y):
-        scores = [evaluate(X, Y) if rank == 0 else None]
+def _agreed(validate, rank, device):
+    """``validate`` run by process 0 and its scores sent to all: one early-stopping decision."""
+    def agreed():
+        scores = [validate() if rank == 0 else None]
         dist.broadcast_object_list(scores, src=0, device=device)
         return scores[0]
     return agreed

@@ -57,6 +57,7 @@ import torch
 
 from passage import _processes, distributed
 from passage import io as model_io
+from passage.exceptions import NotFittedError
 from passage.files import Archive, atomic_write
 from passage.models import RNN
 
@@ -218,7 +219,7 @@ def _checked_members(ensemble: Ensemble, trained: bool = False) -> list[RNN]:
                             "passage.models.RNN outputs (for RNNClassifier, average "
                             "predict_proba yourself)")
         if trained and not m.fitted_:
-            raise ValueError(f"models[{i}] has not been trained: fit it (or load it) before "
+            raise NotFittedError(f"models[{i}] has not been trained: fit it (or load it) before "
                              "saving the ensemble")
     return members
 

@@ -41,15 +41,13 @@ from passage.files import (
     finite_or_refuse,
     write_member,
 )
-from passage.lm import LanguageModel
-from passage.models import RNN
 from passage.preprocessing import Tokenizer
+from passage.registry import MODELS
 from passage.wide import NgramLinear
 
 FORMAT = "passage-model"
 FORMAT_VERSION = 1
 _CONFIG = "passage.json"
-MODELS = {"RNN": RNN, "LanguageModel": LanguageModel}  # what ``load`` can rebuild, by name
 MAX_LAYERS = 1000
 MAX_DIM = 2 ** 31 - 1  # any one size in a layer's config
 _WEIGHT_NAME = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")  # state-dict keys, no paths

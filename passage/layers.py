@@ -405,8 +405,8 @@ class _Recurrent(Layer):
 
     def projection_tables(self, embedding: Embedding) -> list[torch.Tensor]:
         """The input projection of every vocabulary entry, (n_features, gates * size), one per
-        direction: looked up instead of a matmul at each step of ``infer``. Computed for one
-        ``predict`` call at a time, so it can never outlive a change of the weights."""
+        direction: looked up instead of a matmul at each step of ``infer`` (the model keeps
+        them while its weights stay as they were: ``Stack.projection_tables``)."""
         with torch.no_grad():
             return [torch.addmm(b_ih, embedding.weight, w_ih.T) for w_ih, _, b_ih, _ in
                     (self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])

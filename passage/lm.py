@@ -5,7 +5,8 @@ rows; each step trains on the next ``seq_len`` tokens of every row. The recurren
 carried from one segment to the next (so the model sees context beyond a segment) while
 gradients stop at segment borders: truncated backpropagation through time.
 
->>> from passage.layers import Embedding, GatedRecurrent, Dense
+>>> from passage.exceptions import NotFittedError
+from passage.layers import Embedding, GatedRecurrent, Dense
 >>> from passage.updates import Adam
 >>> lm = LanguageModel([Embedding(8, 6), GatedRecurrent(8), Dense(6, "softmax")],
 ...                    updater=Adam(lr=0.02), verbose=0, seed=0, seq_len=4)
@@ -25,11 +26,24 @@ import torch
 import torch.nn.functional as F
 
 from passage._checks import check_int, check_real
+from passage.exceptions import NotFittedError
 from passage.layers import AdaptiveSoftmax, Dense, full_precision, inference
 from passage.models import RNN
 from passage.preprocessing import END, PAD, UNK
+from passage.registry import register_model
+from passage.training import (
+    Callback,
+    EarlyStopping,
+    EpochLog,
+    PlateauLR,
+    ProgressBar,
+    Run,
+    check_callbacks,
+    train,
+)
 
 
+@register_model
 class LanguageModel(RNN):
     """An RNN that predicts each next token: ``fit`` on texts or id lists, ``evaluate`` gives
     perplexity and bits per token, ``generate`` samples a continuation.
@@ -131,19 +145,28 @@ class LanguageModel(RNN):
         return sum(layer.is_recurrent for layer in self.layers)
 
     # -- training ------------------------------------------------------------------------------
-    def fit(self, X, n_epochs: int = 1, batch_size: int = 32, *, validation_data=None,
+    def fit(self, X, Y=None, batch_size: int = 32, n_epochs: int = 1, *, validation_data=None,
             patience: int | None = None, lr_decay: float = 1.0,
-            decay_after: int | None = None):
+            decay_after: int | None = None, callbacks=None):
         """Train on documents ``X`` (texts or id lists, or one id stream); returns the cost of
-        every segment. With ``validation_data`` (documents), perplexity is reported each epoch,
-        the best epoch's weights are kept, training stops after ``patience`` epochs without
-        improvement, and the learning rate is multiplied by ``lr_decay`` after each of them --
-        or, with ``decay_after=k``, after every epoch past the k-th (Zaremba et al.'s schedule)."""
+        every segment. The arguments line up with ``RNN.fit(trX, trY, batch_size, n_epochs)``;
+        a language model's targets are the next tokens, so ``Y`` stays None (as scikit-learn's
+        ``fit(X, y=None)``). ``batch_size``: rows the stream is cut into.
+        With ``validation_data`` (documents), perplexity is reported each epoch, the best
+        epoch's weights are kept, training stops after ``patience`` epochs without improvement,
+        and the learning rate is multiplied by ``lr_decay`` after each of them -- or, with
+        ``decay_after=k``, after every epoch past the k-th (Zaremba et al.'s schedule).
+        callbacks: ``passage.training.Callback`` objects, run after the model's own."""
+        if Y is not None:
+            raise TypeError("LanguageModel.fit takes no labels: the targets are the next "
+                            "tokens. Pass the documents only, with n_epochs and batch_size by "
+                            "keyword, e.g. fit(texts, n_epochs=3, batch_size=32)")
         check_int("n_epochs", n_epochs, hint=" (passes over the training stream)")
         check_int("patience", patience, 0, optional=True)
         check_real("lr_decay", lr_decay, low=0.0, low_open=True,
                    hint=" (the factor the learning rate is multiplied by)")
         check_int("decay_after", decay_after, 0, optional=True)
+        callbacks = check_callbacks(callbacks)
         rows = self._rows(self.stream(X), batch_size)
         val = self.stream(validation_data) if validation_data is not None else None
         if val is not None:  # evaluate reads it as 10 rows: checked now, not after an epoch
@@ -151,70 +174,42 @@ class LanguageModel(RNN):
         elif patience is not None:
             warnings.warn("patience has no effect without validation_data", UserWarning,
                           stacklevel=2)
-        self.history_ = getattr(self, "history_", [])
-        costs, best, best_state, waited = [], math.inf, None, 0
-        for epoch in range(n_epochs):
-            self.model.train()
-            states: list = [None] * self._n_recurrent()
-            start, ep_costs = time.time(), []
-            n_seg = math.ceil((rows.shape[1] - 1) / self.seq_len)
-            bar = self._bar(n_seg, epoch, n_epochs)
-            for x, y in self._segments(rows):
-                states = [None if s is None else tuple(t.detach() for t in s) for s in states]
-                loss = self._segment_loss(x, y, states)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"the cost became {loss.item()} in epoch "
-                                             f"{epoch + 1}: lower the learning rate")
-                self._update(loss)
-                ep_costs.append(loss.item())
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix_str(f"ppl {math.exp(np.mean(ep_costs[-100:])):.1f}",
-                                        refresh=False)
-            if bar is not None:
-                bar.close()
-            self.fitted_ = True
-            costs += ep_costs
-            secs = time.time() - start
-            record = {"epoch": len(self.history_) + 1, "cost": float(np.mean(ep_costs)),
-                      "seconds": secs, "tokens_per_s": rows.numel() / secs}
-            if val is not None:
-                scores = self.evaluate(val)
-                record.update({f"val_{k}": v for k, v in scores.items()})
-                if scores["cost"] < best:
-                    best, waited, self.best_epoch_ = scores["cost"], 0, record["epoch"]
-                    best_state = {k: v.detach().clone() for k, v in
-                                  self.model.state_dict().items()}
-                else:
-                    waited += 1
-                    if decay_after is None:
-                        self._decay_lr(lr_decay)
-            if decay_after is not None and epoch + 1 >= decay_after:
-                self._decay_lr(lr_decay)
-            self.history_.append(record)
-            if self.verbose >= 1:
-                print("Epoch {epoch}/{n} cost {cost:.4f} ppl {ppl:.1f} {seconds:.0f}s".format(
-                    n=n_epochs, ppl=math.exp(record["cost"]), **record) +
-                    (f"  validation ppl {record['val_perplexity']:.2f}" if val is not None
-                     else ""), flush=True)
-            if patience is not None and waited >= patience:
-                break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+        run = Run(self, n_epochs, [], validate=None if val is None else
+                  lambda: self.evaluate(val), forward=self.model)
+        own: list[Callback] = []
+        if self.verbose >= 2:
+            own.append(ProgressBar(math.ceil((rows.shape[1] - 1) / self.seq_len), "seg",
+                                   _bar_postfix))
+        if self.verbose >= 1:
+            own.append(EpochLog(_epoch_line))
+        if val is not None:
+            own.append(EarlyStopping("cost", patience))
+        if decay_after is not None or val is not None:
+            own.append(PlateauLR(lr_decay, decay_after))
+        run.callbacks = own + callbacks
+        costs = train(run, lambda run, epoch: self._stream_epoch(run, rows))
         self.costs_ += costs
         return costs
 
-    def _decay_lr(self, factor: float) -> None:
-        if factor != 1.0 and self.updater.optimizer is not None:
-            for group in self.updater.optimizer.param_groups:
-                group["lr"] *= factor
-
-    def _bar(self, total, epoch, n_epochs):
-        if self.verbose < 2:
-            return None
-        from tqdm.auto import tqdm
-        return tqdm(total=total, desc=f"Epoch {epoch + 1}/{n_epochs}", unit="seg", leave=False,
-                    mininterval=0.5, dynamic_ncols=True)
+    def _stream_epoch(self, run: Run, rows: torch.Tensor) -> dict:
+        """One pass over the stream's rows, a segment of ``seq_len`` steps per update, the
+        recurrent state carried from segment to segment (gradients cut between them)."""
+        self.model.train()
+        states: list = [None] * self._n_recurrent()
+        start, costs = time.time(), []
+        for x, y in self._segments(rows):
+            states = [None if s is None else tuple(t.detach() for t in s) for s in states]
+            loss = self._segment_loss(x, y, states)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the cost became {loss.item()} in epoch "
+                                         f"{run.epoch + 1}: lower the learning rate")
+            run.batch_begin()
+            self._update(loss)
+            costs.append(loss.item())
+            run.batch_end(costs[-1], x.shape[0], int(y.numel()))
+        secs = time.time() - start
+        return {"cost": float(np.mean(costs)), "seconds": secs,
+                "tokens_per_s": rows.numel() / secs}
 
     @torch.no_grad()
     @inference()  # not eval(): a fit running in another thread keeps its training mode
@@ -247,7 +242,8 @@ class LanguageModel(RNN):
         than ``n``). UNK (2, words outside the vocabulary) is never sampled unless
         ``allow_unk=True``; a text continuation then shows it as the word 'UNK'."""
         if not self.fitted_:
-            raise ValueError("this language model has not been trained: call fit first")
+            raise NotFittedError("this language model has not been trained: call fit first, or "
+                                 "load a trained one")
         check_int("n", n, 0, hint=" (tokens to generate)")
         check_real("temperature", temperature, low=0.0)
         check_int("top_k", top_k, optional=True)
@@ -312,3 +308,15 @@ class LanguageModel(RNN):
             else:
                 cur.append(i)
         return "\n".join(self.tokenizer.inverse_transform([*docs, cur]))
+
+
+def _bar_postfix(costs: list, tokens_per_s: float) -> str:
+    return f"ppl {math.exp(np.mean(costs[-100:])):.1f}"
+
+
+def _epoch_line(run: Run, record: dict) -> str:
+    line = (f"Epoch {record['epoch']}/{run.n_epochs} cost {record['cost']:.4f} "
+            f"ppl {math.exp(record['cost']):.1f} {record['seconds']:.0f}s")
+    if "val_perplexity" in record:
+        line += f"  validation ppl {record['val_perplexity']:.2f}"
+    return line

@@ -12,11 +12,9 @@
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -34,30 +32,33 @@ from passage._checks import (
     validation_size,
     warn_if_one_class,
 )
-from passage.checkpoint import (
-    check_resume,
-    current_hyperparameters,
-    load_checkpoint,
-    run_signature,
-    save_checkpoint,
-)
+from passage.exceptions import NotFittedError  # noqa: F401 (still importable from here)
 from passage.layers import (
     AdaptiveSoftmax,
     Dense,
-    Embedding,
-    Layer,
     full_precision,
     inference,
     is_training,
     output_size,
 )
+from passage.parallel import map_batches
 from passage.recurrent import ChunkedStack
+from passage.registry import register_model
+from passage.stack import Stack, build_stack, check_wide  # noqa: F401 (importable here)
+from passage.training import (
+    Callback,
+    Checkpoint,
+    DataParallel,
+    EarlyStopping,
+    EpochLog,
+    LinearLR,
+    ProgressBar,
+    Run,
+    Snapshots,
+    check_callbacks,
+    train,
+)
 from passage.wide import NgramLinear
-
-
-class NotFittedError(ValueError, AttributeError):
-    """Predicting with a model that was never trained (nor loaded)."""
-
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype
 
@@ -67,104 +68,7 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class Stack(nn.Module):
-    """The layers as one module: ids or vectors in, outputs (or pre-activations) out."""
-
-    def __init__(self, layers: list[Layer], wide: NgramLinear | None = None):
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
-        self.wide = wide  # a linear n-gram term added to the output's pre-activation
-
-    def forward(self, x, lengths, pre_act: bool = False, states: list | None = None,
-                tables: list | None = None, head: bool = True):
-        """Outputs of the last layer. ``states`` (one entry per recurrent layer, None for its
-        learned initial state) makes the recurrent layers start from it; the list is then
-        updated in place with their final states, as a language model carries state.
-        ``tables``: ``projection_tables()``, for inference straight from token ids.
-        ``head=False``: the input of the last layer instead (for a cost it computes itself)."""
-        ids, id_lengths = x, lengths
-        k, layers = 0, self.layers[:-1]
-        if states is None and self._reads_ids():
-            x, lengths = layers[1].infer(x, lengths, embedding=layers[0], tables=tables)
-            layers = layers[2:]
-        for layer in layers:
-            if states is not None and layer.is_recurrent:
-                x, lengths, states[k] = layer(x, lengths, state=states[k], return_state=True)
-                k += 1
-            else:
-                x, lengths = layer(x, lengths)
-        if not head:
-            return x
-        return self.head(x, lengths, pre_act, ids, id_lengths)
-
-    def head(self, x, lengths, pre_act: bool, ids=None, id_lengths=None) -> torch.Tensor:
-        """The last layer on ``x``, plus the n-gram term of the token ``ids`` if there is one."""
-        last = self.layers[-1]
-        if self.wide is None:
-            return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
-        z = last(x, lengths, pre_act=True)[0] + self.wide(ids, id_lengths)
-        return z if pre_act else last.act(full_precision(z))
-
-    def _reads_ids(self) -> bool:
-        """An Embedding then a recurrent layer that can skip padding: inference then feeds the
-        token ids to the recurrent layer, which embeds (or looks up projections) per step."""
-        first, second = self.layers[0], self.layers[1] if len(self.layers) > 2 else None
-        return (type(first) is Embedding and second is not None and second.is_recurrent
-                and second.skips_padding(first.weight))
-
-    def projection_tables(self, n_tokens: int) -> list | None:
-        """For inference on ``n_tokens`` tokens: the first recurrent layer's projection of the
-        whole vocabulary, when it costs less than projecting the tokens themselves (x4)."""
-        if not self._reads_ids() or self.layers[0].n_features > 4 * n_tokens:
-            return None
-        return self.layers[1].projection_tables(self.layers[0])
-
-
-def build_stack(layers: list[Layer], wide: NgramLinear | None = None) -> Stack:
-    """Connect the layers in order; a recurrent layer returns sequences if a later one needs."""
-    if not layers:
-        raise ValueError("a model needs at least an input layer and an output layer")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not a passage layer")
-        if layer.is_input != (i == 0):
-            raise ValueError(
-                f"layers[{i}] ({type(layer).__name__}) "
-                + ("must come first: input layers (Embedding, OneHot, Generic) start a model"
-                   if layer.is_input else
-                   "cannot start a model: begin with Embedding, OneHot or Generic"))
-    if not hasattr(layers[0], "n_in"):
-        layers[0].connect(0)
-    n_in = output_size(layers[0])
-    for i, layer in enumerate(layers[1:], start=1):
-        if layer.is_recurrent:
-            layer.sequence_out = layer.seq_output or any(lr.is_recurrent for lr in layers[i + 1:])
-        if not hasattr(layer, "n_in") or layer.n_in != n_in:
-            layer.connect(n_in)
-        n_in = output_size(layer)
-    if wide is not None:
-        check_wide(layers, wide)
-    return Stack(layers, wide)
-
-
-def check_wide(layers: list[Layer], wide: NgramLinear) -> None:
-    """A linear n-gram term needs token ids in (an Embedding first) and one output per
-    document, of the term's size, from a Dense layer."""
-    if not isinstance(wide, NgramLinear):
-        raise TypeError(f"wide must be a passage.wide.NgramLinear, got {type(wide).__name__}")
-    last = layers[-1]
-    if type(layers[0]) is not Embedding or not isinstance(last, Dense):
-        raise ValueError("wide=NgramLinear(...) needs an Embedding first (token ids in) and a "
-                         "Dense output layer")
-    if any(la.is_recurrent and la.sequence_out for la in layers[1:]):
-        raise ValueError("wide=NgramLinear(...) is for one output per document; this model "
-                         "outputs a sequence")
-    if wide.n_out != last.size or wide.n_features != layers[0].n_features:
-        raise ValueError(f"wide=NgramLinear(n_features={wide.n_features}, n_out={wide.n_out}) "
-                         f"does not match the model: Embedding n_features="
-                         f"{layers[0].n_features}, Dense size={last.size}")
-
-
+@register_model
 class RNN:
     """A recurrent model: ``RNN(layers, cost, updater).fit(X, Y)`` then ``.predict(X)``.
 
@@ -217,7 +121,6 @@ class RNN:
         self._logits_cost = fused or None
         self.costs_: list[float] = []
         self.fitted_ = False  # set by fit, load and resume
-        self._schedule = None
         self.target_scale_: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- structure ---------------------------------------------------------------------------
@@ -318,9 +221,11 @@ class RNN:
         return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16,
                               enabled=dtype is not None and is_training(self.model))
 
-    def loss(self, x, lengths, y) -> torch.Tensor:
-        """The cost of one padded batch; per-step outputs count real steps only."""
-        net = getattr(self, "_forward_module", None) or self.model  # DDP wrapper: distributed.py
+    def loss(self, x, lengths, y, forward: nn.Module | None = None) -> torch.Tensor:
+        """The cost of one padded batch; per-step outputs count real steps only. ``forward``:
+        the module to run (default the model's; a data-parallel wrapper of it in
+        ``fit_distributed``)."""
+        net = forward if forward is not None else self.model
         with self.autocast():
             out = net(x, lengths, pre_act=self._logits_cost is not None)
         return self._cost(out, lengths, y)
@@ -365,19 +270,19 @@ class RNN:
         backward = self._loss_scale.backward if self.precision == "fp16" else torch.Tensor.backward
         return chunker.backward(x, loss_of, backward, self.autocast)
 
-    def _long_documents(self, X, trY, lengths):
+    def _long_documents(self, X, trY, lengths, parallel: DataParallel | None = None):
         """Training documents longer than the iterator's budget: counted and said (verbose),
-        trained in chunks when the stack allows it, else cut with ``Truncate(max_tokens)``.
-        Returns (X, trY, lengths)."""
+        trained in chunks when the stack allows it, else cut with ``Truncate(max_tokens)``
+        (always in a data-parallel fit, ``parallel``). Returns (X, trY, lengths)."""
         budget = getattr(self.iterator, "max_tokens", None)
         n_long = int((lengths > budget).sum()) if budget else 0
         if not n_long:
             return X, trY, lengths
         why, cut = ChunkedStack.why_not(self.layers), budget
-        if getattr(self, "_forward_module", None) is not None:  # fit_distributed (DDP)
+        if parallel is not None:  # fit_distributed (DDP)
             why = "fit_distributed does not train in chunks"
             # a batch must give every process an example: world_size such documents must fit
-            cut = max(1, budget // getattr(self.iterator, "world_size", 1))
+            cut = max(1, budget // parallel.world_size)
         if why is None:
             if self.verbose >= 1:
                 print(f"{n_long} training document(s) longer than max_tokens={budget}: trained "
@@ -396,35 +301,7 @@ class RNN:
         """The training cost with class weights applied (None: the plain cost)."""
         if class_weight is None:
             return None
-        if self.cost not in (cost_registry.BinaryCrossEntropy,
-                             cost_registry.CategoricalCrossEntropy) or (
-                self.cost is cost_registry.BinaryCrossEntropy and self.out_size != 1):
-            raise ValueError("class_weight needs a classifier: a 1-unit sigmoid output with "
-                             "cost='bce', or a softmax output with cost='cce'")
-        n = max(self.out_size, 2)
-        flat = np.concatenate(Y) if self.per_step else Y
-        if flat.dtype.kind == "f" and flat.ndim == 2 and flat.shape[1] > 1:  # rows of probs
-            classes = flat.argmax(1)
-        else:
-            classes = flat.reshape(len(flat), -1)[:, 0].round().astype(np.int64)
-        if isinstance(class_weight, str):
-            if class_weight != "balanced":
-                raise ValueError(f"class_weight must be 'balanced' or a dict {{class: weight}}, "
-                                 f"got {class_weight!r}")
-            counts = np.bincount(classes, minlength=n).astype(np.float64)
-            w = np.where(counts > 0, len(classes) / (n * np.maximum(counts, 1)), 1.0)
-        elif isinstance(class_weight, dict):
-            w = np.ones(n)
-            for k, v in class_weight.items():
-                if not isinstance(k, int | np.integer) or not 0 <= k < n:
-                    raise ValueError(f"class_weight key {k!r} is not a class index 0..{n - 1}: "
-                                     "keys are the integer labels given to fit")
-                if not np.isfinite(v) or v < 0:
-                    raise ValueError(f"class_weight[{k}] = {v!r}: weights must be >= 0")
-                w[k] = v
-        else:
-            raise TypeError(f"class_weight must be 'balanced' or a dict, got "
-                            f"{type(class_weight).__name__}")
+        w = targets.class_weights(class_weight, Y, self.cost, self.out_size, self.per_step)
         return cost_registry.class_weighted(
             self.cost, torch.tensor(w, dtype=torch.float32, device=self.device),
             logits=self._logits_cost is not None)
@@ -453,7 +330,7 @@ class RNN:
     def fit(self, trX, trY, batch_size=None, n_epochs=1, len_filter=None, snapshot_freq=1,
             path=None, *, validation_data=None, validation_split=0.0, patience=None,
             monitor="cost", checkpoint=None, resume=False, class_weight=None,
-            lr_schedule=None):
+            lr_schedule=None, callbacks=None):
         """Train on (trX, trY); returns the cost of every minibatch (as in 2015).
 
         batch_size: examples per minibatch (default: the iterator's size, 64).
@@ -474,6 +351,8 @@ class RNN:
         ``{class index: weight}``; each example's loss is scaled by its class's weight.
         If the cost becomes NaN/inf, training stops with an error naming epoch and batch, and
         the weights of the last completed epoch are put back (the checkpoint stays as it was).
+        callbacks: ``passage.training.Callback`` objects called around every epoch and batch
+        (after the model's own: progress, early stopping, checkpoint, snapshots, schedule).
         Arguments that would train nothing (n_epochs < 1, batch_size < 1, a validation split
         that leaves no example on one side, a len_filter that drops every example, a monitor
         the model does not compute) raise a ValueError or TypeError before anything changes.
@@ -484,6 +363,8 @@ class RNN:
                             snapshot_freq=snapshot_freq, lr_schedule=lr_schedule,
                             len_filter=len_filter)
         check_monitor(monitor, metric_names(self.cost, self.out_size))
+        callbacks = check_callbacks(callbacks)
+        parallel = next((c for c in callbacks if isinstance(c, DataParallel)), None)
         X = self._inputs(trX, "trX")
         if not hasattr(trY, "__len__"):
             raise TypeError(f"trY must be a list or array of labels, got {type(trY).__name__}")
@@ -506,7 +387,7 @@ class RNN:
         if len_filter is not None:
             X, trY = len_filter.filter(X, trY)
         lengths = iterator_registry.sequence_lengths(X)
-        X, trY, lengths = self._long_documents(X, trY, lengths)
+        X, trY, lengths = self._long_documents(X, trY, lengths, parallel)
         Y = self._targets(trY, lengths)
         train_cost = self._weighted_cost(class_weight, Y)
         if not self.per_step:
@@ -516,92 +397,43 @@ class RNN:
         self._train_cost = train_cost
         if batch_size is not None:
             self.iterator.size = batch_size
-        self._schedule = None
-        if lr_schedule is not None:
-            per_epoch = sum(1 for _ in self.iterator.batches(lengths, True,
-                                                             np.random.default_rng(0)))
-            self._schedule = [self.updater.lr, max(1, per_epoch * n_epochs), 0]
-        sign = -1.0 if monitor in ("cost", "mse", "mae") else 1.0  # larger is better after sign
-        best, best_state, waited = -np.inf, None, 0
-        best_cost = np.inf  # a tie on a metric goes to the epoch of lower validation cost
-        self.history_ = getattr(self, "history_", [])
-        all_costs: list[float] = []
-        start = 0
-        if resume and checkpoint and os.path.exists(checkpoint):
-            st = load_checkpoint(checkpoint)
-            check_resume(checkpoint, st, self)  # another model: refused here
-            self.model.load_state_dict(st["model"])
-            if st["optimizer"] is not None:  # moments carry on; lr etc. are this updater's
-                self.updater.load_state(self.params, current_hyperparameters(
-                    self.updater, self.params, st["optimizer"]))
-            torch.set_rng_state(st["torch_rng"])
-            self.rng.bit_generator.state = st["numpy_rng"]
-            start, all_costs, self.history_ = st["epoch"] + 1, st["costs"], st["history"]
-            self.fitted_ = True
-            best, waited, best_state = st["best"], st["waited"], st["best_state"]
-            best_cost = st.get("best_cost", np.inf)
-            if st["best_epoch"] is not None:
-                self.best_epoch_ = st["best_epoch"]
-            if self.verbose >= 1:
-                print(f"resumed from {checkpoint} after epoch {start}")
-        if self._schedule is not None:  # a resumed run continues its schedule
-            self._schedule[2] = start * self._schedule[1] // max(1, n_epochs)
-        for epoch in range(start, n_epochs):
-            if patience is not None and waited and waited >= patience:
-                break
-            good = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            try:
-                all_costs += self._run_epoch(X, Y, lengths, epoch, n_epochs)
-            except FloatingPointError as e:
-                self.model.load_state_dict(good)  # never leave NaN weights in the model
-                where = (f"; the last good checkpoint is {checkpoint!r}: after lowering the "
-                         "learning rate, fit again with resume=True" if checkpoint and
-                         os.path.exists(checkpoint) else "")
-                raise FloatingPointError(f"{e}. The weights from before epoch {epoch + 1} were "
-                                         f"restored{where}") from None
-            self.fitted_ = True
-            record = {"epoch": len(self.history_) + 1, **self.last_epoch_}
-            if validation_data is not None:
-                scores = self.evaluate(*validation_data)
-                record.update({f"val_{k}": v for k, v in scores.items()})
-                if monitor not in scores:
-                    raise ValueError(f"monitor={monitor!r} is not computed for this model; "
-                                     f"choose one of {sorted(scores)}")
-                if self.verbose >= 1:
-                    print("  validation " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-                key, cost = sign * scores[monitor], scores.get("cost", np.inf)
-                if key > best or (key == best and monitor != "cost" and cost < best_cost):
-                    best, waited, self.best_epoch_ = key, 0, record["epoch"]
-                    best_cost = cost
-                    best_state = {k: v.detach().clone() for k, v in
-                                  self.model.state_dict().items()}
-                else:
-                    waited += 1
-            self.history_.append(record)
-            if checkpoint:
-                opt = self.updater.optimizer
-                save_checkpoint(checkpoint, {
-                    "run": run_signature(self),
-                    "epoch": epoch, "model": self.model.state_dict(),
-                    "optimizer": opt.state_dict() if opt is not None else None,
-                    "torch_rng": torch.get_rng_state(), "numpy_rng": self.rng.bit_generator.state,
-                    "costs": all_costs, "history": self.history_, "best": best,
-                    "best_cost": best_cost,
-                    "waited": waited, "best_state": best_state,
-                    "best_epoch": getattr(self, "best_epoch_", None)})
-            if path and epoch % snapshot_freq == 0:
-                from passage.io import save  # io sits above models; imported only when used
-                save(self, f"{path}.{epoch}")
-            if patience is not None and waited and waited >= patience:
-                if self.verbose >= 1:
-                    print(f"  no improvement in {patience} epochs: stopping")
-                break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-            if self.verbose >= 1:
-                print(f"  kept epoch {self.best_epoch_} (best validation {monitor})")
-        self.costs_ += all_costs
-        return all_costs
+        batches = parallel.shard(self.iterator) if parallel else self.iterator
+        validate = None
+        if validation_data is not None:
+            def validate():
+                return self.evaluate(*validation_data)
+            if parallel:
+                validate = parallel.agree(validate)
+        run = Run(self, n_epochs, [], validate=validate, batches=batches,
+                  forward=parallel.forward if parallel else self.model)
+        verbose = 0 if parallel and parallel.rank else self.verbose
+        steps = sum(1 for _ in batches.batches(lengths, True, np.random.default_rng(0))) \
+            if lr_schedule is not None else 0
+        run.callbacks = self._callbacks(verbose, len(lengths), validation_data is not None,
+                                        monitor, patience, checkpoint, resume, path,
+                                        snapshot_freq, steps, n_epochs) + callbacks
+        costs = train(run, lambda run, epoch: self._run_epoch(run, X, Y, lengths))
+        self.costs_ += costs
+        return costs
+
+    def _callbacks(self, verbose, n_examples, validating, monitor, patience, checkpoint,
+                   resume, path, snapshot_freq, steps, n_epochs) -> list[Callback]:
+        """The model's own callbacks for one fit, in the order they run."""
+        cbs: list[Callback] = []
+        if verbose >= 2:  # a live bar with cost, tokens/s and ETA (stderr, like tqdm)
+            cbs.append(ProgressBar(n_examples, "ex", _bar_postfix,
+                                   advance=lambda logs: logs["examples"]))
+        if verbose >= 1:
+            cbs.append(EpochLog(_epoch_line))
+        if validating:
+            cbs.append(EarlyStopping(monitor, patience, verbose))
+        if checkpoint:
+            cbs.append(Checkpoint(checkpoint, resume))
+        if path:
+            cbs.append(Snapshots(path, snapshot_freq))
+        if steps:
+            cbs.append(LinearLR(steps, n_epochs))
+        return cbs
 
     def evaluate(self, X, Y) -> dict[str, float]:
         """Validation cost and metrics: accuracy and ROC AUC (binary) or macro F1 (classes),
@@ -616,19 +448,17 @@ class RNN:
             y = self._targets(Y, iterator_registry.sequence_lengths(X))
         return metrics.scores(self.cost, y, pred)
 
-    def _run_epoch(self, X, Y, lengths, epoch, n_epochs) -> list[float]:
+    def _run_epoch(self, run: Run, X, Y, lengths) -> dict:
+        """One pass over the training data, a minibatch per update; returns the epoch's record
+        (cost, seconds, tokens, documents trained in chunks)."""
         with _MODE_LOCK:  # a concurrent predict leaves the mode alone from here on
             self._fitting = True
             self.model.train()
+        self.model.forget_tables()
         costs, tokens, start, chunked = [], 0, time.time(), 0
-        chunker = None if getattr(self, "_forward_module", None) else self._chunker()
-        bar = None
-        if self.verbose >= 2:  # a live bar with cost, tokens/s and ETA (stderr, like tqdm)
-            from tqdm.auto import tqdm
-            bar = tqdm(total=len(lengths), desc=f"Epoch {epoch + 1}/{n_epochs}", unit="ex",
-                       leave=False, mininterval=0.5, dynamic_ncols=True)
+        chunker = self._chunker() if run.forward is self.model else None  # not through DDP
         try:
-            for idx in self.iterator.batches(lengths, train=True, rng=self.rng):
+            for idx in run.batches.batches(lengths, train=True, rng=self.rng):
                 x, lt, lengths_np = self._batch(X, idx)
                 y = self._target_batch(Y, idx)
                 long = chunker is not None and len(idx) == 1 and lengths_np[0] > chunker.chunk
@@ -636,36 +466,25 @@ class RNN:
                     loss = self._chunked_backward(chunker, x, lt, y)
                     chunked += 1
                 else:
-                    loss = self.loss(x, lt, y)
+                    loss = self.loss(x, lt, y, run.forward)
                 if not torch.isfinite(loss):
                     for p in self.params:  # a chunked batch has run its backward already
                         p.grad = None
                     raise FloatingPointError(
-                        f"the cost became {loss.item()} in epoch {epoch + 1}, batch "
+                        f"the cost became {loss.item()} in epoch {run.epoch + 1}, batch "
                         f"{len(costs) + 1}: lower the learning rate, set clipnorm on the "
                         "updater, or scale the targets")
-                self._scheduled_lr()
+                run.batch_begin()
                 self._update(loss, backward_done=long)
                 costs.append(loss.item())
                 tokens += int(lengths_np.sum())
-                if bar is not None:
-                    bar.update(len(idx))
-                    bar.set_postfix_str(f"cost {np.mean(costs[-250:]):.4f} "
-                                        f"{tokens / max(time.time() - start, 1e-9):,.0f} tok/s",
-                                        refresh=False)
+                run.batch_end(costs[-1], len(idx), int(lengths_np.sum()))
         finally:
             with _MODE_LOCK:
                 self._fitting = False
-            if bar is not None:
-                bar.refresh()
-                bar.close()
         self.last_epoch_ = {"seconds": time.time() - start, "tokens": tokens,
                             "cost": float(np.mean(costs)), "chunked_docs": chunked}
-        if self.verbose >= 1:
-            print(f"Epoch {epoch + 1}/{n_epochs} cost {np.mean(costs):.4f} "
-                  f"{self.last_epoch_['seconds']:.1f}s "
-                  f"{tokens / max(self.last_epoch_['seconds'], 1e-9):,.0f} tok/s", flush=True)
-        return costs
+        return dict(self.last_epoch_)
 
     def _update(self, loss: torch.Tensor, backward_done: bool = False) -> None:
         """Backward (unless ``backward_done``: a chunked document's) and one updater step; with
@@ -682,16 +501,6 @@ class RNN:
             scale.backward(loss)
         if scale.unscale(self.params):
             self.updater.step(self.params)
-
-    def _scheduled_lr(self) -> None:
-        if self._schedule is None:
-            return
-        base, total, step = self._schedule
-        opt = self.updater.optimizer
-        if opt is not None:
-            for group in opt.param_groups:
-                group["lr"] = base * max(0.0, 1.0 - step / total)
-        self._schedule[2] += 1
 
     # -- prediction ----------------------------------------------------------------------------
     def predict(self, X, batch_size: int = 256):
@@ -739,55 +548,18 @@ class RNN:
         return np.stack(results) if results else np.zeros((0, self.out_size), np.float32)
 
 
-_MAP_LOCK = threading.Lock()
+def _bar_postfix(costs: list, tokens_per_s: float) -> str:
+    return f"cost {np.mean(costs[-250:]):.4f} {tokens_per_s:,.0f} tok/s"
+
+
+def _epoch_line(run: Run, record: dict) -> str:
+    seconds = record["seconds"]
+    line = (f"Epoch {run.epoch}/{run.n_epochs} cost {record['cost']:.4f} {seconds:.1f}s "
+            f"{record['tokens'] / max(seconds, 1e-9):,.0f} tok/s")
+    scores = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
+    if scores:
+        line += "\n  validation " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items())
+    return line
+
+
 _MODE_LOCK = threading.Lock()  # held while a model's train/eval mode and _fitting change
-
-
-def map_batches(fn, batches: list, device: torch.device) -> None:
-    """Call ``fn`` on every batch in inference mode and the layers' ``inference()`` (whatever
-    the module's train/eval mode, in whichever thread runs the batch). On a CPU with n threads,
-    n worker threads each run whole batches on one core (torch releases the GIL inside its
-    kernels): a recurrent scan is a chain of small matmuls, which run faster side by side than
-    each split in n.
-    One call at a time uses workers; a concurrent call (another thread's predict) runs in its
-    own thread, so the cores are never oversubscribed."""
-    threads = min(torch.get_num_threads() if device.type == "cpu" else 1, len(batches))
-    if threads <= 1 or not _MAP_LOCK.acquire(blocking=False):
-        with torch.inference_mode(), inference():
-            for b in batches:
-                fn(b)
-        return
-    main_threads = torch.get_num_threads()
-    started = threading.Barrier(threads + 1)
-
-    def one_core():
-        torch.get_num_threads()  # torch sets up this thread's count first, then we lower it
-        torch.set_num_threads(1)
-        try:
-            started.wait(timeout=10)
-        except threading.BrokenBarrierError:
-            pass
-
-    def guarded(b):
-        with torch.inference_mode(), inference():
-            fn(b)
-
-    try:
-        with ThreadPoolExecutor(threads, initializer=one_core) as pool:
-            # longest batches first (they come sorted by length), so neither core waits at the end
-            futures = [pool.submit(guarded, b) for b in batches[::-1]]
-            try:
-                started.wait(timeout=10)
-            except threading.BrokenBarrierError:
-                pass
-            # set_num_threads also set the count that threads new to torch start with: put back
-            torch.set_num_threads(main_threads)
-            try:
-                for done in futures:
-                    done.result()  # re-raises a worker's error here
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-    finally:
-        torch.set_num_threads(main_threads)
-        _MAP_LOCK.release()

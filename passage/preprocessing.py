@@ -33,6 +33,7 @@ from passage._tokenizer import compiled
 from passage._tokenizer.base import END, PAD, SPECIAL, UNK, Counts
 from passage._tokenizer.rules import PUNCTUATION as _PUNCTUATION
 from passage._tokenizer.rules import TOKEN_RE as _TOKEN_RE
+from passage.exceptions import NotFittedError
 from passage.sequences import (
     TokenArray,
     _as_lists,
@@ -195,7 +196,7 @@ class Tokenizer:
         as_array: return a ``TokenArray`` instead of lists of lists of ints.
         """
         if not hasattr(self, "encoder"):
-            raise RuntimeError("this Tokenizer is not fitted yet: call fit(texts) first")
+            raise NotFittedError("this Tokenizer is not fitted yet: call fit(texts) first")
         return _tokenizer.encode(check_texts(texts), self.encoder, self.lowercase,
                                  self.character, as_lists=not as_array)
 
@@ -214,7 +215,7 @@ class Tokenizer:
     def inverse_transform(self, codes: Sequence[Sequence[int]]) -> list[str]:
         """Ids back to text (words joined by spaces, characters joined directly)."""
         if not hasattr(self, "decoder"):
-            raise RuntimeError("this Tokenizer is not fitted yet: call fit(texts) first")
+            raise NotFittedError("this Tokenizer is not fitted yet: call fit(texts) first")
         joiner = "" if self.character else " "
         out = []
         for code in codes:

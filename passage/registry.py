@@ -1,4 +1,10 @@
-"""Name lookup shared by the small registries (activations, inits, updaters, iterators)."""
+"""Name lookup shared by the small registries (activations, inits, updaters, iterators), and
+the model classes a model file can name.
+
+``MODELS`` maps a class name to the class; each model module registers its classes when it is
+imported (``register_model``), so ``passage.io`` rebuilds models from their config without
+importing the model modules (which sit above it: they save through it).
+"""
 
 from __future__ import annotations
 
@@ -12,3 +18,12 @@ def lookup(table: dict, name: object, kind: str):
     except KeyError:
         valid = sorted(getattr(v, "__name__", k) for k, v in table.items())
         raise ValueError(f"unknown {kind} {name!r}; valid names: {', '.join(valid)}") from None
+
+
+MODELS: dict[str, type] = {}  # {class name in a model file: class}; see register_model
+
+
+def register_model(cls: type) -> type:
+    """Make ``cls`` loadable from model files that name it (``config["class"]``)."""
+    MODELS[cls.__name__] = cls
+    return cls

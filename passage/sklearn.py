@@ -19,12 +19,13 @@ import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.utils.validation import check_is_fitted
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 except ImportError:  # pragma: no cover - exercised by tests/test_sklearn.py in a subprocess
     raise ImportError("passage.sklearn needs scikit-learn: pip install 'passage[sklearn]'") \
         from None
 
 from passage._checks import check_int, check_real, missing_positions, positions
+from passage.exceptions import NotFittedError
 from passage.options import TextModelOptions
 from passage.preprocessing import check_texts
 from passage.recipe import RECURRENT, fit_encoded
@@ -87,7 +88,7 @@ class _TextRNN(BaseEstimator):
         return self
 
     def _raw(self, X) -> np.ndarray:
-        check_is_fitted(self, "model_")
+        _check_fitted(self, "model_")
         return self.model_.predict(check_texts(X, "X"))
 
 
@@ -116,12 +117,12 @@ class RNNClassifier(ClassifierMixin, _TextRNN):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self, "classes_")
+        _check_fitted(self, "classes_")
         p = self._raw(X)
         return np.hstack([1 - p, p]) if len(self.classes_) == 2 else p
 
     def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "classes_")
+        _check_fitted(self, "classes_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
@@ -147,6 +148,16 @@ class RNNRegressor(RegressorMixin, _TextRNN):
     def predict(self, X) -> np.ndarray:
         p = self._raw(X)
         return p[:, 0] if p.shape[1] == 1 and self.n_outputs_ == 1 else p
+
+
+class _NotFitted(NotFittedError, SklearnNotFittedError):
+    """Passage's NotFittedError that scikit-learn's tools recognise as theirs too."""
+
+
+def _check_fitted(estimator, attribute: str) -> None:
+    if not hasattr(estimator, attribute):
+        raise _NotFitted(f"this {type(estimator).__name__} is not fitted yet: call "
+                         "fit(texts, labels) first")
 
 
 def _check_y(y) -> None:

@@ -15,7 +15,6 @@ the metrics and the predictions: a sentence gets the same tags alone or in a bat
 
 from __future__ import annotations
 
-import gzip
 import os
 import warnings
 from collections import Counter
@@ -23,6 +22,8 @@ from collections import Counter
 import numpy as np
 
 from passage._checks import check_dropout, check_int, check_real, missing_positions, positions
+from passage.exceptions import NotFittedError
+from passage.files import open_text
 from passage.layers import Dense, FeatureEmbedding, GatedRecurrent, LstmRecurrent
 from passage.models import RNN
 from passage.updates import Adam
@@ -34,9 +35,8 @@ def read_conllu(path: str | os.PathLike, column: str = "upos"):
     col = {"upos": 3, "xpos": 4}.get(column)
     if col is None:
         raise ValueError(f"column must be 'upos' or 'xpos', got {column!r}")
-    opener = gzip.open if os.fspath(path).endswith(".gz") else open
     sentences, tags, words, labels = [], [], [], []
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path, what="CoNLL-U file") as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip("\n")
             if not line:
@@ -119,7 +119,7 @@ class WordFeatures:
     def transform(self, sentences) -> list[np.ndarray]:
         """One (tokens, n_slots) int array per sentence."""
         if not hasattr(self, "vocab_"):
-            raise ValueError("WordFeatures is not fitted yet: call fit(sentences) first")
+            raise NotFittedError("WordFeatures is not fitted yet: call fit(sentences) first")
         _check_sentences(sentences)
         out = []
         for sent in sentences:
@@ -174,10 +174,12 @@ class Tagger:
         check_dropout("p_drop", self.p_drop)
         check_real("lr", self.lr, low=0.0, low_open=True, hint=" (the learning rate)")
 
-    def fit(self, sentences, tags, validation_data=None, patience: int | None = 2) -> Tagger:
+    def fit(self, sentences, tags, validation_data=None, patience: int | None = 2,
+            callbacks=None) -> Tagger:
         """Train on token lists and their tag lists; with ``validation_data`` ((sentences,
         tags)) the best epoch by validation accuracy is kept. Empty sentences are allowed
-        (they teach nothing). Nothing is set on the tagger unless training succeeds."""
+        (they teach nothing). Nothing is set on the tagger unless training succeeds.
+        callbacks: ``passage.training.Callback`` objects for the model's training loop."""
         _check_sentences(sentences)
         if not hasattr(tags, "__len__") or len(sentences) != len(tags):
             raise ValueError(f"got {len(sentences)} sentences but "
@@ -210,7 +212,8 @@ class Tagger:
                     seed=self.seed, precision=self.precision)
         model.fit(*_nonempty(features.transform(sentences), _encode(tags, names)),
                   batch_size=self.batch_size, n_epochs=self.n_epochs, validation_data=val,
-                  patience=patience if val is not None else None, monitor="accuracy")
+                  patience=patience if val is not None else None, monitor="accuracy",
+                  callbacks=callbacks)
         self.tags_, self.features_, self.model_ = names, features, model
         return self
 
@@ -220,7 +223,7 @@ class Tagger:
     def predict_proba(self, sentences) -> list[np.ndarray]:
         """One (tokens, tags) array of probabilities per sentence ((0, tags) for an empty one)."""
         if not hasattr(self, "model_"):
-            raise ValueError("this Tagger is not fitted yet: call fit(sentences, tags) first")
+            raise NotFittedError("this Tagger is not fitted yet: call fit(sentences, tags) first")
         feats = self.features_.transform(sentences)
         full = [i for i, f in enumerate(feats) if len(f)]
         out = [np.zeros((0, len(self.tags_)), np.float32)] * len(feats)

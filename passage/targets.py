@@ -95,3 +95,36 @@ def prepare_per_step(Y, cost, out_size: int, lengths: np.ndarray) -> list[np.nda
                              "sequence needs one label per step")
     flat = prepare(np.concatenate([np.asarray(y) for y in Y]) if len(Y) else [], cost, out_size)
     return np.split(flat, np.cumsum(lengths)[:-1])
+
+
+def class_weights(class_weight, Y, cost, out_size: int, per_step: bool) -> np.ndarray:
+    """One weight per class from ``class_weight`` ('balanced': n / (classes * count), or a dict
+    {class index: weight}) for the prepared targets ``Y`` of a classifier's ``cost``."""
+    if cost not in (C.BinaryCrossEntropy, C.CategoricalCrossEntropy) or (
+            cost is C.BinaryCrossEntropy and out_size != 1):
+        raise ValueError("class_weight needs a classifier: a 1-unit sigmoid output with "
+                         "cost='bce', or a softmax output with cost='cce'")
+    n = max(out_size, 2)
+    flat = np.concatenate(Y) if per_step else Y
+    if flat.dtype.kind == "f" and flat.ndim == 2 and flat.shape[1] > 1:  # rows of probs
+        classes = flat.argmax(1)
+    else:
+        classes = flat.reshape(len(flat), -1)[:, 0].round().astype(np.int64)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be 'balanced' or a dict {{class: weight}}, "
+                             f"got {class_weight!r}")
+        counts = np.bincount(classes, minlength=n).astype(np.float64)
+        return np.where(counts > 0, len(classes) / (n * np.maximum(counts, 1)), 1.0)
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be 'balanced' or a dict, got "
+                        f"{type(class_weight).__name__}")
+    w = np.ones(n)
+    for k, v in class_weight.items():
+        if not isinstance(k, int | np.integer) or not 0 <= k < n:
+            raise ValueError(f"class_weight key {k!r} is not a class index 0..{n - 1}: "
+                             "keys are the integer labels given to fit")
+        if not np.isfinite(v) or v < 0:
+            raise ValueError(f"class_weight[{k}] = {v!r}: weights must be >= 0")
+        w[k] = v
+    return w

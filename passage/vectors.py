@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from passage.exceptions import NotFittedError
 from passage.files import open_text
 from passage.preprocessing import PAD, SPECIAL
 
@@ -35,7 +36,7 @@ def load_vectors(path: str | os.PathLike, tokenizer, seed: int = 0,
     and ``trainable=False`` to freeze it.
     """
     if not hasattr(tokenizer, "encoder"):
-        raise ValueError("the tokenizer is not fitted: fit it on your texts first, then load "
+        raise NotFittedError("the tokenizer is not fitted: fit it on your texts first, then load "
                          "vectors for its vocabulary")
     lowercase = tokenizer.lowercase if lowercase is None else lowercase
     wanted = {w: i for w, i in tokenizer.encoder.items() if w not in SPECIAL}

@@ -224,11 +224,12 @@ def test_fit_distributed_works_with_the_budget_and_long_documents():
     rng = np.random.default_rng(0)
     X = [rng.integers(1, 20, n).tolist() for n in [5, 7, 6, 4] * 6 + [200, 150, 90, 70]]
     Y = [i % 2 for i in range(len(X))]
+    from passage.training import DataParallel
+
     one = make_budget_model()
+    parallel = DataParallel(object(), 0, 2, shard=None, agree=None)  # as fit_distributed passes
     with pytest.warns(UserWarning, match="cannot be trained in chunks"):
-        one._forward_module = object()  # as fit_distributed sets it: the DDP path
-        one.iterator = type("Sharded", (), {"max_tokens": 60, "world_size": 2})()
-        Xc, _, lengths = one._long_documents(X, Y, np.array([len(x) for x in X]))
+        Xc, _, lengths = one._long_documents(X, Y, np.array([len(x) for x in X]), parallel)
     assert lengths.max() == 30 and len(Xc) == len(X)
     model = fit_distributed(make_budget_model, X, Y, workers=2, timeout=60, n_epochs=1)
     assert model.fitted_ and np.isfinite(model.predict(X)).all()

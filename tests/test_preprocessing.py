@@ -13,6 +13,7 @@ from passage._tokenizer import (
     settings,
 )
 from passage._tokenizer.chunks import parts
+from passage.exceptions import NotFittedError
 from passage.preprocessing import END, PAD, SPECIAL, UNK, LenFilter, Tokenizer, Truncate, tokenize
 from passage.preprocessing import tokenize_reference as tokenize_2015
 from passage.sequences import TokenArray
@@ -69,7 +70,7 @@ def test_bad_texts_are_named(bad, match):
 
 
 def test_unfitted_and_empty():
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         Tokenizer().transform(["x"])
     with pytest.raises(ValueError, match="empty"):
         Tokenizer().fit([])

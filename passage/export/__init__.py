@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 
+from passage.exceptions import NotFittedError
 from passage.files import atomic_write
 
 __all__ = ["to_onnx", "onnx_model", "tokenizer_to_json", "tokenizer_json", "export_model",
@@ -69,7 +70,7 @@ def onnx_model(model, labels=None, task: str | None = None):
         raise TypeError(f"to_onnx exports a passage RNN (classifier, regressor or tagger); got "
                         f"a {type(model).__name__}")
     if not getattr(model, "fitted_", False):
-        raise ValueError("this RNN has not been trained: fit or load it before exporting")
+        raise NotFittedError("this RNN has not been trained: fit or load it before exporting")
     graph = build_graph(model.layers, model.per_step, getattr(model, "target_scale_", None),
                         wide=getattr(model, "wide", None))
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],

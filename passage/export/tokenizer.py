@@ -31,6 +31,7 @@ import functools
 import json
 import unicodedata
 
+from passage.exceptions import NotFittedError
 from passage.preprocessing import _PUNCTUATION, PAD, SPECIAL, UNK
 
 FINAL_SIGMA = {"\u03c3", "\u03c2"}  # σ and ς: Python lowercases Σ to either, tokenizers to σ
@@ -89,7 +90,7 @@ def check_vocabulary(vocabulary: list[str], lowercase: bool) -> None:
 def tokenizer_config(tokenizer) -> dict:
     """The ``tokenizer.json`` content (a dict) of a fitted Passage Tokenizer."""
     if not hasattr(tokenizer, "encoder"):
-        raise ValueError("this Tokenizer is not fitted yet: call fit(texts) first")
+        raise NotFittedError("this Tokenizer is not fitted yet: call fit(texts) first")
     vocab = [tokenizer.decoder[i] for i in range(tokenizer.n_features)]
     if vocab[:len(SPECIAL)] != list(SPECIAL):
         raise ValueError(f"the tokenizer's first ids are {vocab[:3]}, not {list(SPECIAL)}")

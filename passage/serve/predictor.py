@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
+from passage.exceptions import NotFittedError
 from passage.labels import LabelCoding
 from passage.lm import LanguageModel
 from passage.models import RNN
+from passage.parallel import core_pool
 from passage.preprocessing import tokenize
 from passage.tagging import Tagger
 
@@ -48,24 +49,6 @@ def spans(text: str, tokens: list[str]) -> list[tuple[int, int]] | None:
         pos = start + len(token)
         out.append((start, pos))
     return out
-
-
-def core_pool(n: int) -> ThreadPoolExecutor:
-    """``n`` threads that each run torch on one core (one intra-op thread): a batch per core,
-    and no cross-thread synchronisation inside the small matmuls of a lone text."""
-    main = torch.get_num_threads()
-    started = threading.Barrier(n + 1)
-
-    def one_core():
-        torch.get_num_threads()  # torch sets up this thread's count first, then we lower it
-        torch.set_num_threads(1)
-
-    pool = ThreadPoolExecutor(n, initializer=one_core, thread_name_prefix="passage-core")
-    for _ in range(n):
-        pool.submit(started.wait, 10)
-    started.wait(10)
-    torch.set_num_threads(main)  # what threads new to torch start with, as it was
-    return pool
 
 
 def split_by_tokens(lengths: list[int], parts: int) -> list[list[int]]:
@@ -108,7 +91,7 @@ class Predictor:
         self.tagger_ = model_or_path if isinstance(model_or_path, Tagger) else None
         if self.tagger_ is not None:
             if not hasattr(self.tagger_, "model_"):
-                raise ValueError("this Tagger is not fitted: fit or load it first")
+                raise NotFittedError("this Tagger is not fitted: fit or load it first")
             self.rnn_, self.coding_, self.task_ = self.tagger_.model_, None, "tagging"
             return
         model = model_or_path
@@ -116,7 +99,7 @@ class Predictor:
             raise TypeError(f"serve answers text classifiers, regressors and taggers; got a "
                             f"{type(model).__name__}")
         if not model.fitted_:
-            raise ValueError("this RNN has not been trained: fit it or load a trained model")
+            raise NotFittedError("this RNN has not been trained: fit it or load a trained model")
         if model.tokenizer is None:
             raise ValueError("this model has no tokenizer, so it cannot read raw text; save it "
                              "with its tokenizer (RNN(..., tokenizer=tok))")
@@ -125,6 +108,16 @@ class Predictor:
                              "text, or per token for a Tagger (save it with Tagger.save)")
         self.rnn_, self.coding_ = model, LabelCoding.from_model(model)
         self.task_ = self.coding_.task
+        self._make_tables()
+
+    def _make_tables(self) -> None:
+        """The vocabulary's input projections, made once now: the model keeps them while its
+        weights stay the same, and every later request looks its tokens up in them instead of
+        projecting them (``Stack.projection_tables``)."""
+        from passage.layers import inference
+
+        with torch.inference_mode(), inference():
+            self.rnn_.model.projection_tables(getattr(self.rnn_.layers[0], "n_features", 0))
 
     @property
     def pool(self) -> ThreadPoolExecutor:
