@@ -10,16 +10,14 @@ what differs; the resumed run uses the updater's current hyperparameters (a new 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
-import zipfile
 
 import numpy as np
 import torch
 
-from passage.files import CORRUPT, Archive, RefusedFile, atomic_write, finite_or_refuse
+from passage.files import CORRUPT, Archive, RefusedFile, finite_or_refuse, write_archive
 
 _DOC = "checkpoint.json"
 FORMAT = "passage-checkpoint"
@@ -55,15 +53,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     arrays: dict[str, np.ndarray] = {}
     doc = {"format": FORMAT, "version": 1, "state": _flatten(state, arrays)}
 
-    def write(tmp):
-        with zipfile.ZipFile(tmp, "w") as z:
-            z.writestr(_DOC, json.dumps(doc))
-            for key, arr in arrays.items():
-                buf = io.BytesIO()
-                np.save(buf, arr, allow_pickle=False)
-                z.writestr(f"{key}.npy", buf.getvalue())
-
-    atomic_write(path, write)
+    write_archive(path, _DOC, json.dumps(doc), {f"{k}.npy": a for k, a in arrays.items()},
+                  compress=False)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

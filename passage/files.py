@@ -22,6 +22,7 @@ reader, never trusting the zip header's size alone. JSON may nest ``MAX_DEPTH`` 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import os
@@ -95,6 +96,29 @@ def write_member(z: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 
 # -- writing -----------------------------------------------------------------------------------
+def write_archive(path: str | os.PathLike, doc_name: str, doc_text: str,
+                  arrays: dict[str, np.ndarray], compress: bool = True) -> None:
+    """Write the zip that model files and checkpoints are, atomically: one JSON document
+    ``doc_name`` (its text) and each array as the ``.npy`` member named by its key (never
+    pickled); deflated (unless ``write_member`` stores a member as is) or, with
+    ``compress=False``, stored (checkpoints, written every epoch). ``Archive`` reads it."""
+    def add(z: zipfile.ZipFile, name: str, data: bytes) -> None:
+        if compress:
+            write_member(z, name, data)
+        else:
+            z.writestr(zipfile.ZipInfo(name, date_time=_DATE), data, zipfile.ZIP_STORED)
+
+    def write(tmp):
+        with zipfile.ZipFile(tmp, "w") as z:
+            add(z, doc_name, doc_text.encode("utf-8"))
+            for name, arr in arrays.items():
+                buf = io.BytesIO()
+                np.save(buf, np.asarray(arr), allow_pickle=False)
+                add(z, name, buf.getvalue())
+
+    atomic_write(path, write)
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Call ``write(tmp_path)``, fsync, rename over ``path``, fsync the folder.
 

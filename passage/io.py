@@ -21,7 +21,6 @@ True
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import os
@@ -37,9 +36,8 @@ from passage.files import (
     CORRUPT,
     Archive,
     RefusedFile,
-    atomic_write,
     finite_or_refuse,
-    write_member,
+    write_archive,
 )
 from passage.preprocessing import Tokenizer
 from passage.registry import MODELS
@@ -87,17 +85,8 @@ def save(model, path: str | os.PathLike, tokenizer=None, extra: dict | None = No
     except (TypeError, ValueError) as e:
         raise TypeError(f"extra must hold plain JSON data (dict, list, str, finite numbers, "
                         f"bool, None): {e}") from None
-    config = json.dumps(meta, indent=1)
-
-    def write(tmp):
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            write_member(z, _CONFIG, config.encode("utf-8"))
-            for name, arr in state.items():
-                buf = io.BytesIO()
-                np.save(buf, arr, allow_pickle=False)
-                write_member(z, f"weights/{name}.npy", buf.getvalue())
-
-    atomic_write(path, write)
+    write_archive(path, _CONFIG, json.dumps(meta, indent=1),
+                  {f"weights/{name}.npy": arr for name, arr in state.items()})
 
 
 def read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:

@@ -423,7 +423,6 @@ class _Recurrent(Layer):
             order = torch.from_numpy(np.argsort(lengths_np, kind="stable"))
             x, lengths, lengths_np = x[order], lengths[order], lengths_np[order.numpy()]
         batch, width = x.shape[0], x.shape[1]
-        keep = self.sequence_out or self.pool is not None
         outs = []
         for i, (d, rev) in enumerate(zip(self.directions, self.reversed, strict=True)):
             w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
@@ -441,12 +440,14 @@ class _Recurrent(Layer):
 
                 def step_input(t, a, proj=proj):
                     return proj[a:, t]
+            pool = None if self.sequence_out else self.pool  # pooled as the scan goes
             out, final = scan_skip_padding(self.kind, step_input, lengths_np, width,
-                                           d.initial_state(batch), w_hh, b_hh, self.relu, keep)
+                                           d.initial_state(batch), w_hh, b_hh, self.relu,
+                                           self.sequence_out, pool)
             if self.sequence_out:
                 outs.append(reverse_padded(out, lengths) if rev else out)
-            elif self.pool:
-                outs.append(pool_steps(out, lengths, self.pool))
+            elif pool:
+                outs.append(out)
             else:  # the state stopped at each sequence's last step (h0 for an empty one)
                 outs.append(final[0])
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)

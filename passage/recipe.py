@@ -154,6 +154,7 @@ def _refit(first: RNN, texts, y, task: str, n_outputs: int, options: TextModelOp
     the vocabulary, then the linear term's C, the RNN's best number of epochs, the blend's
     weights. ``history_``, ``best_epoch_``, ``linear_`` and ``validation_outputs_`` (the
     first model's outputs for the held-out texts) are those of the validated run."""
+    first.model.forget_tables()  # its inference tables: not needed again
     tokenizer = _tokenizer(options)
     tokens = tokenizer.fit_transform(texts, as_array=True)
     model = build_text_model(task, n_outputs, tokenizer, options)

@@ -278,16 +278,21 @@ def scan_reference(kind: str, x: torch.Tensor, state: tuple[torch.Tensor, ...],
 def scan_skip_padding(kind: str, step_input: Callable[[int, int], torch.Tensor],
                       lengths: np.ndarray, width: int, state: tuple[torch.Tensor, ...],
                       w_hh: torch.Tensor, b_hh: torch.Tensor, relu: bool = False,
-                      keep_outputs: bool = False):
+                      keep_outputs: bool = False, pool: str | None = None):
     """Inference-only scan of a batch sorted by length, shortest first: step t updates just the
     rows longer than t (a suffix), so each state stops at its sequence's last step and padding
     is never computed. ``step_input(t, a)`` gives the input projections (with b_ih) of step t
     for rows a..; gates are plain sigmoids (steeper ones are folded into the weights).
-    Returns (outputs (batch, width, size) zero at padding, or None; final states)."""
+    Returns (outputs (batch, width, size) zero at padding, or None; final states). With
+    ``pool`` ('max' or 'mean') the outputs are pooled as the scan goes, (batch, size) as
+    ``pool_steps`` gives, and never kept: memory of one step, whatever the length."""
     h = state[0].clone()
     c = state[1].clone() if kind == "lstm" else None
     size = h.shape[1]
-    out = h.new_zeros(h.shape[0], width, size) if keep_outputs else None
+    out = h.new_zeros(h.shape[0], width, size) if keep_outputs and pool is None else None
+    pooled = None
+    if pool is not None:
+        pooled = h.new_full(h.shape, -torch.inf) if pool == "max" else h.new_zeros(h.shape)
     first = np.searchsorted(lengths, np.arange(int(lengths.max(initial=0))), side="right")
     w = w_hh.T
     for t, a in enumerate(first.tolist()):
@@ -308,6 +313,14 @@ def scan_skip_padding(kind: str, step_input: Callable[[int, int], torch.Tensor],
         h[a:] = hk
         if out is not None:
             out[a:, t] = hk
+        elif pooled is not None:
+            pooled[a:] = torch.maximum(pooled[a:], hk) if pool == "max" else pooled[a:] + hk
+    if pooled is not None:
+        if pool == "max":  # an empty sequence pools to zeros
+            out = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
+        else:
+            n = torch.from_numpy(np.maximum(lengths, 1)).to(pooled.device, pooled.dtype)
+            out = pooled / n[:, None]
     return out, ((h, c) if kind == "lstm" else (h,))
 
 

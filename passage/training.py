@@ -27,10 +27,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from passage._memory import release_free_memory
 from passage.checkpoint import (
     check_resume,
     current_hyperparameters,
@@ -42,6 +44,9 @@ from passage.io import save
 
 __all__ = ["Callback", "Checkpoint", "DataParallel", "EarlyStopping", "EpochLog", "LinearLR",
            "PlateauLR", "ProgressBar", "Run", "Snapshots", "train"]
+
+
+C = TypeVar("C", bound="Callback")
 
 
 class Callback:
@@ -92,7 +97,7 @@ class Run:
         self.history: list[dict] = model.history_
         self.costs: list[float] = []
 
-    def find(self, kind: type) -> Callback | None:
+    def find(self, kind: type[C]) -> C | None:
         """The first callback of type ``kind``, or None."""
         return next((c for c in self.callbacks if isinstance(c, kind)), None)
 
@@ -144,6 +149,7 @@ def train(run: Run, epoch_step: Callable[[Run, int], dict]) -> list[float]:
             record.update({f"val_{k}": v for k, v in run.validate().items()})
         run.history.append(record)
         run.epoch = epoch + 1
+        release_free_memory()  # the epoch's freed blocks: back to the OS, not kept (see there)
         run.call("on_epoch_end", epoch, record)
     run.call("on_train_end")
     return run.costs
@@ -285,7 +291,7 @@ class LinearLR(Callback):
 
     def __init__(self, steps_per_epoch: int, n_epochs: int):
         self.per_epoch, self.total = steps_per_epoch, max(1, steps_per_epoch * n_epochs)
-        self.base: float | None = None
+        self.base = 0.0  # the updater's lr, read when training begins
         self.step = 0
 
     def on_train_begin(self, run: Run) -> None:
@@ -329,7 +335,9 @@ class ProgressBar(Callback):
     def __init__(self, total: int, unit: str, postfix: Callable[[list, float], str],
                  advance: Callable[[dict], int] = lambda logs: 1):
         self.total, self.unit, self.postfix, self.advance = total, unit, postfix, advance
-        self.bar = None
+        self.bar: Any = None
+        self.start, self.tokens = 0.0, 0
+        self.costs: list[float] = []
 
     def on_epoch_begin(self, run: Run, epoch: int) -> None:
         from tqdm.auto import tqdm  # only when a bar is shown

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from passage import iterators
 from passage._checks import check_int
+from passage._memory import release_free_memory
 
 INIT_SCALE = 1e-4
 HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash constant; ids stay far below 2**32
@@ -103,6 +104,7 @@ def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
     cost = model._logits_cost or model.cost
     lengths, Yt = prepared_targets(model, X, Y)
     n, n_rows = len(lengths), term.n_features + term.buckets
+    release_free_memory()  # what came before: returned first, so the matrix does not stack on it
     used, matrix, df = _tfidf_matrix(term, X, lengths)
     idf = np.full(n_rows, np.log(1.0 + n) + 1.0)  # rows no training text has: df 0
     idf[used] = np.log((1.0 + n) / (1.0 + df)) + 1.0  # scikit-learn's smooth idf
@@ -168,37 +170,43 @@ def activated(model, z: torch.Tensor) -> torch.Tensor:
     return z if last.activation.lower() == "linear" else last.act(z)
 
 
-def _all_rows(term: NgramLinear, X, lengths, batch_size: int = 512):
-    """(document, row) of every n-gram of every sequence of X, as int32 numpy arrays."""
-    docs, rows = [], []
+def _counted_rows(term: NgramLinear, X, lengths, batch_size: int = 512):
+    """(document, row, count) of every distinct n-gram row of every sequence of X, sorted by
+    document then row, as int32 numpy arrays: counted a batch of documents at a time, so no
+    array ever holds every occurrence of the corpus (a fifth of the memory of one sort)."""
+    width = term.n_features + term.buckets
+    docs, rows, counts = [], [], []
     with torch.no_grad():
         for idx, x, lt in _batches(None, X, lengths, np.arange(len(lengths)), batch_size):
             d, r = term.rows(x, lt)
-            docs.append((d + int(idx[0])).to(torch.int32).numpy())
-            rows.append(r.to(torch.int32).numpy())
-    return np.concatenate(docs), np.concatenate(rows)
+            keys, tf = torch.unique(d * width + r, return_counts=True)  # sorted: doc, then row
+            docs.append((keys // width + int(idx[0])).to(torch.int32).numpy())
+            rows.append((keys % width).to(torch.int32).numpy())
+            counts.append(tf.to(torch.int32).numpy())
+    empty = [np.zeros(0, np.int32)]
+    return (np.concatenate(docs or empty), np.concatenate(rows or empty),
+            np.concatenate(counts or empty))
 
 
 def _tfidf_matrix(term: NgramLinear, X, lengths):
     """The rows some document of X has (``used``), the (documents, used rows) matrix the term
     multiplies with its transpose (CSR both, what the forward pass computes: each entry its
     count times its row's idf, over the root of the document's summed squared idfs), and the
-    used rows' document frequencies. Built from one sort of the (document, row) pairs; the
-    idfs come from those same pairs."""
-    docs, rows = _all_rows(term, X, lengths)
+    used rows' document frequencies (each (document, row) pair is counted once)."""
+    doc, row, tf = _counted_rows(term, X, lengths)
     n = len(lengths)
-    used, cols = np.unique(rows, return_inverse=True)
-    del rows
-    keys = docs.astype(np.int64) * len(used) + cols.reshape(-1)
-    del docs, cols
-    keys, tf = np.unique(keys, return_counts=True)  # sorted: by document, then row
-    doc, col = (keys // len(used)).astype(np.int32), (keys % len(used)).astype(np.int32)
-    del keys
-    df = np.bincount(col, minlength=len(used))
+    df_all = np.bincount(row, minlength=term.n_features + term.buckets)
+    used = np.flatnonzero(df_all)
+    col = (np.cumsum(df_all > 0) - 1).astype(np.int32)[row]  # row -> its index in used
+    del row
+    df = df_all[used]
     # the idf as the term stores it (float32), so the matrix is what the forward pass computes
     idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32).astype(np.float64)
-    values = tf * idf[col]
-    norm = np.sqrt(np.bincount(doc, weights=values * idf[col], minlength=n)).clip(1e-12)
+    idf_col = idf[col]
+    values = tf * idf_col
+    del tf
+    norm = np.sqrt(np.bincount(doc, weights=values * idf_col, minlength=n)).clip(1e-12)
+    del idf_col
     values = (values / norm[doc]).astype(np.float32)
     matrix = _csr(doc, col, values, n, len(used))
     order = np.argsort(col, kind="stable")

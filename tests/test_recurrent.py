@@ -171,6 +171,28 @@ def test_pooling_matches_numpy_and_ignores_padding(pool, direction):
         GatedRecurrent(4, pool="sum")
 
 
+@pytest.mark.parametrize("pool", ["max", "mean"])
+@pytest.mark.parametrize("cls", [GatedRecurrent, LstmRecurrent])
+def test_inference_pools_as_it_scans_as_training_pools_the_kept_steps(pool, cls):
+    """The skip-padding scan pools step by step (no (batch, time, size) outputs kept): the
+    same values as the training path's pool over the padded outputs, empty texts zeros."""
+    model = RNN([Embedding(5, 20), cls(4, pool=pool, direction="bi"), Dense(2, "softmax")],
+                "cce", verbose=0, seed=0)
+    model.fitted_ = True
+    rng = np.random.default_rng(3)
+    X = [list(rng.integers(3, 20, size=n)) for n in (9, 0, 4, 30, 1)]
+    x, lt, _ = model._batch(X, list(range(len(X))))
+    layer = model.layers[1]
+    model.model.eval()
+    with torch.enable_grad():  # gradients on: the training path, outputs kept then pooled
+        want = layer(model.layers[0](x, lt)[0], lt)[0].detach().numpy()
+    with torch.no_grad():
+        assert layer.skips_padding(model.layers[0].weight)
+        got = layer.infer(x, lt, embedding=model.layers[0])[0].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.all(got[1] == 0)  # the empty text
+
+
 @pytest.mark.parametrize("cls", KINDS)
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("out", ["last", "seq", "max", "mean"])

@@ -79,3 +79,12 @@ def test_io_rebuilds_models_through_the_registry():
     from passage.registry import MODELS
 
     assert {"RNN", "LanguageModel"} <= set(MODELS)
+
+
+def test_release_free_memory_returns_freed_pages_on_glibc():
+    import platform
+
+    from passage._memory import release_free_memory
+
+    done = release_free_memory()
+    assert done == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
