@@ -24,6 +24,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from passage._memory import release_free_memory
+
+TRIM_EVERY = 64  # batches between returns of freed memory to the OS (a few ms each)
+
 
 class Overloaded(Exception):
     """The queue is full: the client should retry later."""
@@ -64,6 +68,7 @@ class Batcher:
         self._stopping = False
         self._shared = False  # the last batch held several requests: wait to gather the next
         self._thread: threading.Thread | None = None
+        self._batches = 0
 
     @property
     def depth(self) -> int:
@@ -178,6 +183,9 @@ class Batcher:
 
     def _timed(self, texts: list) -> list:
         began = time.perf_counter()
+        self._batches += 1
+        if self._batches % TRIM_EVERY == 0:  # freed pages of earlier batches back to the OS
+            release_free_memory()
         results = self.run(texts)
         if len(results) != len(texts):
             raise RuntimeError(f"run gave {len(results)} results for {len(texts)} texts")
