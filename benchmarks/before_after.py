@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import numpy as np
@@ -27,14 +29,19 @@ from passage.models import RNN
 from passage.preprocessing import Tokenizer
 from passage.updates import Adam
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/imdb")
+    ap.add_argument("--data", default=None,
+                    help="the data set's folder (default: under $PASSAGE_DATA or ../shared/data)")
     ap.add_argument("--n-train", type=int, default=5000)
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=1)
     args = ap.parse_args()
+    args.data = args.data or data_dir("imdb")
     trX, trY = load_imdb(args.data, "train")
     teX, teY = load_imdb(args.data, "test")
     rng = np.random.default_rng(0)  # load_imdb is sorted by label: sample at random

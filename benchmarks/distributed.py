@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
+import sys
 import time
 
 import numpy as np
@@ -28,6 +30,9 @@ from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.models import PRECISIONS, RNN
 from passage.preprocessing import Tokenizer
 from passage.updates import Adam
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
 
 
 def build_model(n_features: int, lr: float, seed: int, precision: str = "fp32") -> RNN:
@@ -45,7 +50,8 @@ def subsample(texts, labels, n, seed):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/imdb")
+    ap.add_argument("--data", default=None,
+                    help="the data set's folder (default: under $PASSAGE_DATA or ../shared/data)")
     ap.add_argument("--n-train", type=int, default=0, help="subsample the training reviews")
     ap.add_argument("--n-test", type=int, default=0, help="subsample the test reviews")
     ap.add_argument("--epochs", type=int, default=1)
@@ -55,6 +61,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
                     help="bf16: mixed-precision training in both runs")
     args = ap.parse_args()
+    args.data = args.data or data_dir("imdb")
 
     trX, trY = subsample(*load_imdb(args.data, "train"), args.n_train, args.seed)
     teX, teY = subsample(*load_imdb(args.data, "test"), args.n_test, args.seed)

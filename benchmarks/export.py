@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -34,6 +35,9 @@ from passage.export import export_model
 from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.models import RNN
 from passage.preprocessing import Tokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
 
 
 def ort_predict(session, ids: list, batch_size: int) -> np.ndarray:
@@ -63,12 +67,14 @@ def timed(fn, *args):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/imdb")
+    ap.add_argument("--data", default=None,
+                    help="the data set's folder (default: under $PASSAGE_DATA or ../shared/data)")
     ap.add_argument("--train", type=int, default=2000, help="training reviews (1 epoch)")
     ap.add_argument("--limit", type=int, default=25000, help="test reviews timed")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    args.data = args.data or data_dir("imdb")
 
     trX, trY = load_imdb(args.data, "train")
     teX, teY = load_imdb(args.data, "test")

@@ -12,6 +12,8 @@ Theano Passage figures on this kind of machine (about 27k tokens/s, 77.6% after 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
@@ -23,12 +25,16 @@ from passage.models import RNN
 from passage.preprocessing import Tokenizer
 from passage.updates import Adam
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
+
 THEANO_2015_TOKENS_PER_S = 27_000
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/imdb")
+    ap.add_argument("--data", default=None,
+                    help="the data set's folder (default: under $PASSAGE_DATA or ../shared/data)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--clipnorm", type=float, default=1.0)
@@ -38,6 +44,7 @@ def main() -> None:
                     help="hold out this fraction of train; keep the best epoch by its cost")
     ap.add_argument("--patience", type=int, default=None)
     args = ap.parse_args()
+    args.data = args.data or data_dir("imdb")
 
     trX, trY = load_imdb(args.data, "train")
     teX, teY = load_imdb(args.data, "test")

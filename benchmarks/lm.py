@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
@@ -22,6 +23,9 @@ from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent
 from passage.lm import LanguageModel
 from passage.preprocessing import Tokenizer
 from passage.updates import SGD, Adam
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
 
 
 def ptb(directory: str):
@@ -50,7 +54,8 @@ def shakespeare(directory: str):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("task", choices=["ptb", "shakespeare"])
-    ap.add_argument("--data", default=None)
+    ap.add_argument("--data", default=None,
+                    help="the data set's folder (default: under $PASSAGE_DATA or ../shared/data)")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--depth", type=int, default=2)
@@ -75,7 +80,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     is_ptb = args.task == "ptb"
-    data = args.data or f"../shared/data/{'ptb' if is_ptb else 'tinyshakespeare'}"
+    data = args.data or data_dir("ptb" if is_ptb else "tinyshakespeare")
     seq_len = args.seq_len or (35 if is_ptb else 100)
     batch = args.batch_size or (32 if is_ptb else 64)
     if is_ptb:

@@ -26,6 +26,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
+
 
 def peak_rss_mb() -> float:
     """This process's peak resident set size in MB (ru_maxrss is in KB on Linux)."""
@@ -114,7 +117,8 @@ def run_child(args: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/imdb")
+    ap.add_argument("--data", default=None,
+                    help="the data set's folder (default: under $PASSAGE_DATA or ../shared/data)")
     ap.add_argument("--n-docs", type=int, default=10000)
     ap.add_argument("--n-long", type=int, default=60)
     ap.add_argument("--long-min", type=int, default=20000)
@@ -130,6 +134,7 @@ def main() -> None:
     ap.add_argument("--corpus", help=argparse.SUPPRESS)
     ap.add_argument("--child-cut", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.data = args.data or data_dir("imdb")
     if args.child == "corpus":
         values, offsets, labels, n_features = make_corpus(
             args.data, args.n_docs, args.n_long, args.long_min, args.long_max, args.seed)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
@@ -30,6 +31,8 @@ from passage.showcase.showdown import (
     run_showdown,
 )
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 TARGETS = {  # name: (label key in the data, task, plot title)
     "sentiment": ("label", "binary", "IMDB sentiment: linear baseline vs RNN"),
     "rating": ("rating", "regression", "IMDB 1-10 rating (regression): linear baseline vs RNN"),
@@ -39,7 +42,7 @@ TARGETS = {  # name: (label key in the data, task, plot title)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The benchmark's options."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/imdb",
+    ap.add_argument("--data", default=None,
                     help="directory with train.jsonl.gz and test.jsonl.gz")
     ap.add_argument("--target", choices=[*TARGETS, "both"], default="both")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 25000])

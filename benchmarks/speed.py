@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from collections import Counter
 
@@ -32,6 +34,9 @@ from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.models import RNN
 from passage.preprocessing import Tokenizer
 from passage.preprocessing import tokenize_reference as tokenize_2015
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
 
 
 def tokenizer_2015(train, test, max_features=9997, min_df=10):
@@ -139,13 +144,15 @@ def handwritten_predict(X, n_features, emb_size, size, batch=256):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/imdb")
+    ap.add_argument("--data", default=None,
+                    help="the data set's folder (default: under $PASSAGE_DATA or ../shared/data)")
     ap.add_argument("--n-train", type=int, default=5000)
     ap.add_argument("--size", type=int, default=128, help="GRU size (the talk's: 512)")
     ap.add_argument("--emb", type=int, default=128, help="embedding size (the talk's: 256)")
     ap.add_argument("--n-test", type=int, default=25000, help="test reviews to predict")
     ap.add_argument("--tok-repeat", type=int, default=3, help="tokenizer runs (best is kept)")
     args = ap.parse_args()
+    args.data = args.data or data_dir("imdb")
 
     trX, trY = load_imdb(args.data, "train")
     teX, teY = load_imdb(args.data, "test")

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 from passage.tagging import Tagger, read_conllu
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default="../shared/data/ud-english-ewt")
+    ap.add_argument("--data", default=None,
+                    help="the data set's folder (default: under $PASSAGE_DATA or ../shared/data)")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--embedding-size", type=int, default=64)
@@ -28,6 +33,7 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    args.data = args.data or data_dir("ud-english-ewt")
     split = {s: read_conllu(os.path.join(args.data, f"en_ewt-ud-{s}.conllu.gz"))
              for s in ("train", "dev", "test")}
     for s, (x, _) in split.items():

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import sys
 import time
 
 import numpy as np
@@ -36,6 +37,9 @@ from passage.metrics import accuracy
 from passage.models import PRECISIONS, RNN
 from passage.preprocessing import Tokenizer, Truncate
 from passage.updates import Adam
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
 
 
 def review_ids(directory: str) -> np.ndarray:
@@ -95,7 +99,8 @@ def rnn_recipe(trX, trY, teX, teY, args):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default="../shared/data/imdb")
+    ap.add_argument("--data", default=None,
+                    help="the data set's folder (default: under $PASSAGE_DATA or ../shared/data)")
     ap.add_argument("--C", type=float, default=10.0, help="baseline regularisation (fixed)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--size", type=int, default=128)
@@ -120,6 +125,7 @@ def main() -> None:
     ap.add_argument("--validate", action="store_true",
                     help="score on a movie-disjoint hold-out of train, not on test")
     args = ap.parse_args()
+    args.data = args.data or data_dir("imdb")
     if len(args.ensemble) == 1:
         ap.error(f"--ensemble needs at least 2 directions, e.g. forward,backward; got "
                  f"{args.ensemble[0]!r}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -32,6 +33,9 @@ from passage.models import RNN
 from passage.preprocessing import Tokenizer
 from passage.transfer import from_language_model, unfreeze
 from passage.updates import Adam
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import data_dir  # noqa: E402
 
 
 def classifier_fit(model, X, Y, epochs, pretrained=False, finetune_lr=0.0):
@@ -66,7 +70,8 @@ def make_classifier(name, lm, tok, pool, seed):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default="../shared/data/imdb")
+    ap.add_argument("--data", default=None,
+                    help="the data set's folder (default: under $PASSAGE_DATA or ../shared/data)")
     ap.add_argument("--pretrain-docs", type=int, default=75000,
                     help="unlabelled + train reviews to pretrain on (at most 75,000)")
     ap.add_argument("--pretrain-epochs", type=int, default=2)
@@ -90,6 +95,7 @@ def main() -> None:
                     help="e.g. 0,1,2: fit each classifier once per seed (same labelled reviews) "
                          "and report the mean and range; default: --seed once")
     args = ap.parse_args()
+    args.data = args.data or data_dir("imdb")
     seeds = [int(s) for s in args.model_seeds.split(",")] if args.model_seeds else [args.seed]
     rng = np.random.default_rng(args.seed)
     trX, trY = load_imdb(args.data, "train")

@@ -41,8 +41,9 @@ def check_real(name: str, value, *, low: float | None = None, high: float | None
         return
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}{hint}")
-    lo_ok = low is None or (value > low if low_open else value >= low)
-    hi_ok = high is None or (value < high if high_open else value <= high)
+    x = float(value)
+    lo_ok = low is None or (x > low if low_open else x >= low)
+    hi_ok = high is None or (x < high if high_open else x <= high)
     if not math.isfinite(value) or not (lo_ok and hi_ok):
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"

@@ -36,8 +36,8 @@ def load_imdb_sample(label: str = "label"):
     label: 'label' (0 negative / 1 positive) or 'rating' (the reviewer's 1-10 score).
     """
     path = resources.files("passage") / "data" / "imdb_sample.jsonl.gz"
-    out = {"train": ([], []), "test": ([], [])}
-    with open_text(path) as f:
+    out: dict[str, tuple[list, list]] = {"train": ([], []), "test": ([], [])}
+    with open_text(str(path)) as f:
         for line in f:
             row = json.loads(line)
             out[row["split"]][0].append(row["text"])

@@ -72,7 +72,7 @@ class ShardedBatches(iterators.Padded):
         self.base.size = value
 
     @property
-    def max_tokens(self) -> int | None:
+    def max_tokens(self) -> int | None:  # type: ignore[override]  # read-only: the base's
         """The base iterator's token budget (for a whole minibatch, before sharding)."""
         return getattr(self.base, "max_tokens", None)
 

@@ -72,6 +72,8 @@ class Ensemble:
     give outputs of one shape. Not a scikit-learn estimator: it is fitted by ``fit_ensemble`` or
     made of models trained one by one."""
 
+    extra_: dict | None  # the metadata a loaded ensemble file kept
+
     def __init__(self, models: Sequence[RNN]):
         self.models = models
 

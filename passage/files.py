@@ -33,7 +33,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 
@@ -75,7 +75,8 @@ def open_text(path: str | os.PathLike, mode: str = "rt", *, encoding: str = "utf
     name = os.fspath(path)
     opener = gzip.open if name.lower().endswith(".gz") else open
     try:
-        return opener(name, mode, encoding=encoding, errors=errors, newline=newline)
+        return cast(IO[str], opener(name, mode, encoding=encoding, errors=errors,
+                                    newline=newline))
     except FileNotFoundError:
         if "r" not in mode:
             raise  # writing: the folder is missing, and the default message says so
@@ -201,7 +202,7 @@ def _temp_pattern(name: str) -> re.Pattern:
 def remove_stale_temporaries(directory: str, name: str) -> list[str]:
     """Remove the leftover temporaries of ``name`` in ``directory`` (see ``atomic_write``);
     returns the paths removed."""
-    pattern, removed = _temp_pattern(name), []
+    pattern, removed = _temp_pattern(name), cast(list[str], [])
     try:
         entries = os.listdir(directory)
     except OSError:
@@ -343,9 +344,9 @@ class Archive:
         info = self.info(name)
         self._account(info.file_size)
         out = np.empty(math.prod(shape), dtype=dtype)
-        with self.zip.open(info) as f:
+        with cast(zipfile.ZipExtFile, self.zip.open(info)) as f:
             _read_exact(f, offset, name, self, whole=False)
-            view, pos = memoryview(out).cast("B"), 0
+            view, pos = out.data.cast("B"), 0
             while pos < len(view):
                 got = f.readinto(view[pos:pos + _CHUNK])
                 if not got:

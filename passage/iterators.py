@@ -110,7 +110,7 @@ class Padded:
     def get_config(self) -> dict:
         """The constructor arguments to save; ``max_tokens`` when it is not the default (a
         file without it loads with the default)."""
-        config = {"size": self.size, "shuffle": self.shuffle}
+        config: dict = {"size": self.size, "shuffle": self.shuffle}
         if getattr(self, "max_tokens", DEFAULT_MAX_TOKENS) != DEFAULT_MAX_TOKENS:
             config["max_tokens"] = self.max_tokens
         return config

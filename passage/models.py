@@ -15,6 +15,7 @@ import copy
 import threading
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -86,6 +87,13 @@ class RNN:
     validation run fp32.
     """
 
+    # set by fit, load or the builders of a model, when they apply (read with getattr/hasattr)
+    history_: list[dict]
+    best_epoch_: int
+    last_epoch_: dict
+    extra_: dict | None
+    pretrained_layers_: int
+
     def __init__(self, layers, cost, updater="Adam", verbose=2, Y=None, iterator="SortedPadded",
                  *, device=None, seed=None, tokenizer=None, precision: str = "fp32",
                  wide: NgramLinear | None = None):
@@ -100,7 +108,7 @@ class RNN:
             raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got "
                              f"{precision!r}")
         self.precision = precision
-        self._loss_scale = None  # fp16: made by the first update
+        self._loss_scale: updater_registry.LossScale | None = None  # fp16: the first update
         self.device = torch.device(device) if device is not None else default_device()
         if seed is not None:
             torch.manual_seed(seed)
@@ -116,8 +124,8 @@ class RNN:
                 raise ValueError("an AdaptiveSoftmax output needs cost='cce' (it outputs a "
                                  "distribution over classes)")
         else:
-            fused = isinstance(last, Dense) and cost_registry.logits_cost(self.cost,
-                                                                           last.activation)
+            fused = (cost_registry.logits_cost(self.cost, last.activation)
+                     if isinstance(last, Dense) else None)
         self._logits_cost = fused or None
         self.costs_: list[float] = []
         self.fitted_ = False  # set by fit, load and resume
@@ -265,9 +273,11 @@ class RNN:
             return self._cost(self._head(pooled, self._logits_cost is not None, x, lengths),
                               lengths, y)
 
-        if self.precision == "fp16" and self._loss_scale is None:
-            self._loss_scale = updater_registry.LossScale()
-        backward = self._loss_scale.backward if self.precision == "fp16" else torch.Tensor.backward
+        backward: Callable[[torch.Tensor], None] = torch.Tensor.backward
+        if self.precision == "fp16":
+            if self._loss_scale is None:
+                self._loss_scale = updater_registry.LossScale()
+            backward = self._loss_scale.backward
         return chunker.backward(x, loss_of, backward, self.autocast)
 
     def _long_documents(self, X, trY, lengths, parallel: DataParallel | None = None):
@@ -276,7 +286,7 @@ class RNN:
         (always in a data-parallel fit, ``parallel``). Returns (X, trY, lengths)."""
         budget = getattr(self.iterator, "max_tokens", None)
         n_long = int((lengths > budget).sum()) if budget else 0
-        if not n_long:
+        if not n_long or budget is None:
             return X, trY, lengths
         why, cut = ChunkedStack.why_not(self.layers), budget
         if parallel is not None:  # fit_distributed (DDP)
@@ -455,14 +465,15 @@ class RNN:
             self._fitting = True
             self.model.train()
         self.model.forget_tables()
-        costs, tokens, start, chunked = [], 0, time.time(), 0
+        costs: list[float] = []
+        tokens, start, chunked = 0, time.time(), 0
         chunker = self._chunker() if run.forward is self.model else None  # not through DDP
         try:
             for idx in run.batches.batches(lengths, train=True, rng=self.rng):
                 x, lt, lengths_np = self._batch(X, idx)
                 y = self._target_batch(Y, idx)
                 long = chunker is not None and len(idx) == 1 and lengths_np[0] > chunker.chunk
-                if long:  # one document over the budget: truncated BPTT over chunks
+                if long and chunker is not None:  # one long document: truncated BPTT in chunks
                     loss = self._chunked_backward(chunker, x, lt, y)
                     chunked += 1
                 else:

@@ -228,7 +228,7 @@ class Tokenizer:
 
     # -- persistence: plain data only -------------------------------------------------------------
     def get_config(self) -> dict:
-        config = {"max_features": self.max_features, "min_df": self.min_df,
+        config: dict = {"max_features": self.max_features, "min_df": self.min_df,
                   "lowercase": self.lowercase, "character": self.character}
         if hasattr(self, "encoder"):
             config["vocabulary"] = [self.decoder[i] for i in range(self.n_features)]

@@ -134,7 +134,7 @@ class TokenArray(Sequence):
         return bool(np.array_equal(self.offsets, other.offsets)
                     and np.array_equal(self.values, other.values))
 
-    __hash__ = None  # mutable arrays inside: not hashable, like a list
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside: unhashable, as a list
 
     def __repr__(self) -> str:
         return (f"TokenArray({len(self)} sequences, {len(self.values)} tokens, "

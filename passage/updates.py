@@ -59,7 +59,7 @@ class Update:
         self.clipnorm = clipnorm
         for k, v in {**self.defaults, **hyper}.items():
             setattr(self, k, v)
-        self.optimizer = None
+        self.optimizer: torch.optim.Optimizer | None = None
 
     def get_config(self) -> dict:
         return {**{k: getattr(self, k) for k in self.defaults}, "clipnorm": self.clipnorm,
@@ -80,12 +80,13 @@ class Update:
         params = [p for p in params if p.requires_grad]
         if self.optimizer is None:
             self.optimizer = self.make_optimizer(params)
+        optimizer = self.optimizer
         grads = [p for p in params if p.grad is not None]
         limit = self.clipnorm if self.clipnorm > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(grads, limit)
         self.regularizer.gradient_regularize(grads)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         self.regularizer.weight_regularize(params)
         return float(norm)
 
