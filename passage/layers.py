@@ -71,6 +71,9 @@ def is_training(module: nn.Module) -> bool:
     return module.training and not getattr(_CALL, "inference", False)
 
 
+POOL_INLINE_BYTES = 8 << 20  # kept steps of one direction of a batch above this: pooled inline
+
+
 class Layer(nn.Module):
     """Base class: constructor args are the config; ``connect`` makes the parameters."""
 
@@ -440,14 +443,20 @@ class _Recurrent(Layer):
 
                 def step_input(t, a, proj=proj):
                     return proj[a:, t]
-            pool = None if self.sequence_out else self.pool  # pooled as the scan goes
+            # a pooled layer pools as the scan goes when keeping the steps would be large (an
+            # op per step more); a small batch keeps them and pools them at once (faster)
+            inline = (self.pool is not None and not self.sequence_out
+                      and batch * width * self.size * 4 > POOL_INLINE_BYTES)
             out, final = scan_skip_padding(self.kind, step_input, lengths_np, width,
                                            d.initial_state(batch), w_hh, b_hh, self.relu,
-                                           self.sequence_out, pool)
+                                           self.sequence_out or self.pool is not None,
+                                           self.pool if inline else None)
             if self.sequence_out:
                 outs.append(reverse_padded(out, lengths) if rev else out)
-            elif pool:
+            elif inline:
                 outs.append(out)
+            elif self.pool:
+                outs.append(pool_steps(out, lengths, self.pool))
             else:  # the state stopped at each sequence's last step (h0 for an empty one)
                 outs.append(final[0])
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)

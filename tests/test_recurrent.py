@@ -171,11 +171,17 @@ def test_pooling_matches_numpy_and_ignores_padding(pool, direction):
         GatedRecurrent(4, pool="sum")
 
 
+@pytest.mark.parametrize("inline", [True, False])
 @pytest.mark.parametrize("pool", ["max", "mean"])
 @pytest.mark.parametrize("cls", [GatedRecurrent, LstmRecurrent])
-def test_inference_pools_as_it_scans_as_training_pools_the_kept_steps(pool, cls):
-    """The skip-padding scan pools step by step (no (batch, time, size) outputs kept): the
-    same values as the training path's pool over the padded outputs, empty texts zeros."""
+def test_inference_pools_as_it_scans_as_training_pools_the_kept_steps(pool, cls, inline,
+                                                                      monkeypatch):
+    """A large batch's skip-padding scan pools step by step (no (batch, time, size) outputs
+    kept), a small one keeps its steps and pools them: both give the training path's pool
+    over the padded outputs, and zeros for an empty text."""
+    import passage.layers
+
+    monkeypatch.setattr(passage.layers, "POOL_INLINE_BYTES", 0 if inline else 1 << 40)
     model = RNN([Embedding(5, 20), cls(4, pool=pool, direction="bi"), Dense(2, "softmax")],
                 "cce", verbose=0, seed=0)
     model.fitted_ = True
