@@ -5,8 +5,7 @@ rows; each step trains on the next ``seq_len`` tokens of every row. The recurren
 carried from one segment to the next (so the model sees context beyond a segment) while
 gradients stop at segment borders: truncated backpropagation through time.
 
->>> from passage.exceptions import NotFittedError
-from passage.layers import Embedding, GatedRecurrent, Dense
+>>> from passage.layers import Embedding, GatedRecurrent, Dense
 >>> from passage.updates import Adam
 >>> lm = LanguageModel([Embedding(8, 6), GatedRecurrent(8), Dense(6, "softmax")],
 ...                    updater=Adam(lr=0.02), verbose=0, seed=0, seq_len=4)
