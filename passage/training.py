@@ -278,11 +278,12 @@ class Snapshots(Callback):
             save(run.model, f"{self.path}.{epoch}")
 
 
-def _set_lr(model, lr: float) -> None:
+def _set_lr(model, lr: Callable[[float], float]) -> None:
+    """Each of the optimizer's learning rates becomes ``lr(current)`` (none before a step)."""
     opt = model.updater.optimizer
     if opt is not None:
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr(group["lr"])
 
 
 class LinearLR(Callback):
@@ -301,7 +302,8 @@ class LinearLR(Callback):
         self.step = epoch * self.per_epoch
 
     def on_batch_begin(self, run: Run, batch: int) -> None:
-        _set_lr(run.model, self.base * max(0.0, 1.0 - self.step / self.total))
+        lr = self.base * max(0.0, 1.0 - self.step / self.total)
+        _set_lr(run.model, lambda _: lr)
         self.step += 1
 
 
@@ -321,10 +323,8 @@ class PlateauLR(Callback):
         else:
             stopping = run.find(EarlyStopping)
             decay = stopping is not None and not stopping.improved
-        opt = run.model.updater.optimizer
-        if decay and opt is not None:
-            for group in opt.param_groups:
-                group["lr"] *= self.factor
+        if decay:
+            _set_lr(run.model, lambda lr: lr * self.factor)
 
 
 class ProgressBar(Callback):
