@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from passage import activations, inits
+from passage import activations, inits, skip_padding
 from passage._checks import check_dropout, check_int
 from passage.recurrent import (
     GATES,
@@ -40,7 +40,6 @@ from passage.recurrent import (
     reverse_padded,
     scan_fused,
     scan_reference,
-    scan_skip_padding,
 )
 
 DIRECTIONS = {"forward": (False,), "backward": (True,), "bi": (False, True),
@@ -69,9 +68,6 @@ def is_training(module: nn.Module) -> bool:
     mode and this thread is not in ``inference()``. A layer of your own should decide its
     dropout with it rather than with ``self.training``, to be safe from a concurrent predict."""
     return module.training and not getattr(_CALL, "inference", False)
-
-
-POOL_INLINE_BYTES = 8 << 20  # kept steps of one direction of a batch above this: pooled inline
 
 
 class Layer(nn.Module):
@@ -427,36 +423,24 @@ class _Recurrent(Layer):
             x, lengths, lengths_np = x[order], lengths[order], lengths_np[order.numpy()]
         batch, width = x.shape[0], x.shape[1]
         outs = []
+        pool = None if self.sequence_out else self.pool
         for i, (d, rev) in enumerate(zip(self.directions, self.reversed, strict=True)):
             w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
             xs = reverse_padded(x, lengths) if rev else x
             if embedding is not None and tables is not None:
-                table = tables[i]
-
-                def step_input(t, a, xs=xs, table=table):
-                    return table.index_select(0, xs[a:, t])
+                source, ids = tables[i], xs
             else:
                 if embedding is not None:
                     xs = F.embedding(xs, embedding.weight)
-                proj = torch.addmm(b_ih, xs.reshape(batch * width, -1), w_ih.T)
-                proj = proj.view(batch, width, -1)
-
-                def step_input(t, a, proj=proj):
-                    return proj[a:, t]
-            # a pooled layer pools as the scan goes when keeping the steps would be large (an
-            # op per step more); a small batch keeps them and pools them at once (faster)
-            inline = (self.pool is not None and not self.sequence_out
-                      and batch * width * self.size * 4 > POOL_INLINE_BYTES)
-            out, final = scan_skip_padding(self.kind, step_input, lengths_np, width,
+                source = torch.addmm(b_ih, xs.reshape(batch * width, -1), w_ih.T)
+                source, ids = source.view(batch, width, -1), None
+            out, final = skip_padding.scan(self.kind, source, ids, lengths_np,
                                            d.initial_state(batch), w_hh, b_hh, self.relu,
-                                           self.sequence_out or self.pool is not None,
-                                           self.pool if inline else None)
+                                           self.sequence_out, pool)
             if self.sequence_out:
                 outs.append(reverse_padded(out, lengths) if rev else out)
-            elif inline:
+            elif pool is not None:
                 outs.append(out)
-            elif self.pool:
-                outs.append(pool_steps(out, lengths, self.pool))
             else:  # the state stopped at each sequence's last step (h0 for an empty one)
                 outs.append(final[0])
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)

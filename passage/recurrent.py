@@ -14,9 +14,9 @@ GRU training on the CPU runs ``GRUScan`` instead (bfloat16 always, float32 when 
 ``passage/_gru.c`` is built): one matmul and one fused elementwise call per step, and the recurrent
 weight gradient as one GEMM over all steps.
 
-At inference on the CPU, ``scan_skip_padding`` steps only the sequences still running (a batch
-sorted by length), so padding costs nothing; after an Embedding, each step's input projection is
-a row of a (vocabulary x gates) table rather than a matmul.
+At inference on the CPU, ``passage.skip_padding`` steps only the sequences still running (a
+batch sorted by length), so padding costs nothing; after an Embedding, each step's input
+projection is a row of a (vocabulary x gates) table rather than a matmul.
 
 The weights follow PyTorch's layout: ``w_ih`` is (gates * size, n_in), gates ordered r, z, n for
 the GRU and i, f, g, o for the LSTM.
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 GATES = {"simple": 1, "gru": 3, "lstm": 4}
@@ -273,55 +272,6 @@ def scan_reference(kind: str, x: torch.Tensor, state: tuple[torch.Tensor, ...],
         outs.append(h)
     final = (h, c) if kind == "lstm" else (h,)
     return torch.stack(outs, dim=1), final
-
-
-def scan_skip_padding(kind: str, step_input: Callable[[int, int], torch.Tensor],
-                      lengths: np.ndarray, width: int, state: tuple[torch.Tensor, ...],
-                      w_hh: torch.Tensor, b_hh: torch.Tensor, relu: bool = False,
-                      keep_outputs: bool = False, pool: str | None = None):
-    """Inference-only scan of a batch sorted by length, shortest first: step t updates just the
-    rows longer than t (a suffix), so each state stops at its sequence's last step and padding
-    is never computed. ``step_input(t, a)`` gives the input projections (with b_ih) of step t
-    for rows a..; gates are plain sigmoids (steeper ones are folded into the weights).
-    Returns (outputs (batch, width, size) zero at padding, or None; final states). With
-    ``pool`` ('max' or 'mean') the outputs are pooled as the scan goes, (batch, size) as
-    ``pool_steps`` gives, and never kept: memory of one step, whatever the length."""
-    h = state[0].clone()
-    c = state[1].clone() if kind == "lstm" else None
-    size = h.shape[1]
-    out = h.new_zeros(h.shape[0], width, size) if keep_outputs and pool is None else None
-    pooled = None
-    if pool is not None:
-        pooled = h.new_full(h.shape, -torch.inf) if pool == "max" else h.new_zeros(h.shape)
-    first = np.searchsorted(lengths, np.arange(int(lengths.max(initial=0))), side="right")
-    w = w_hh.T
-    for t, a in enumerate(first.tolist()):
-        hk, gi = h[a:], step_input(t, a)
-        gh = torch.addmm(b_hh, hk, w)
-        if kind == "gru":
-            rz = torch.sigmoid(gi[:, :2 * size] + gh[:, :2 * size])
-            r, z = rz[:, :size], rz[:, size:]
-            n = torch.tanh(torch.addcmul(gi[:, 2 * size:], r, gh[:, 2 * size:]))
-            hk = n + z * (hk - n)  # (1 - z) n + z h
-        elif kind == "lstm":
-            i, f, g, o = (gi + gh).chunk(4, dim=1)
-            ck = torch.sigmoid(f) * c[a:] + torch.sigmoid(i) * torch.tanh(g)
-            hk = torch.sigmoid(o) * torch.tanh(ck)
-            c[a:] = ck
-        else:
-            hk = torch.relu(gi + gh) if relu else torch.tanh(gi + gh)
-        h[a:] = hk
-        if out is not None:
-            out[a:, t] = hk
-        elif pooled is not None:
-            pooled[a:] = torch.maximum(pooled[a:], hk) if pool == "max" else pooled[a:] + hk
-    if pooled is not None:
-        if pool == "max":  # an empty sequence pools to zeros
-            out = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
-        else:
-            n = torch.from_numpy(np.maximum(lengths, 1)).to(pooled.device, pooled.dtype)
-            out = pooled / n[:, None]
-    return out, ((h, c) if kind == "lstm" else (h,))
 
 
 # -- documents longer than the batch budget: the scan in chunks, carrying the state -------------

@@ -119,20 +119,22 @@ def test_chunked_dropout_masks_match_between_the_two_passes():
 
 def _scan_widths(monkeypatch):
     """A list recording the (batch, steps) of every recurrent scan the layers run."""
-    from passage import layers
+    from passage import layers, skip_padding
 
     seen = []
-    for name in ("scan_fused", "scan_reference", "scan_skip_padding"):
-        real = getattr(layers, name)
+    for module, name in ((layers, "scan_fused"), (layers, "scan_reference"),
+                         (skip_padding, "scan")):
+        real = getattr(module, name)
 
         def spy(*args, real=real, name=name):
-            if name == "scan_skip_padding":
-                seen.append((len(args[2]), args[3]))
+            if name == "scan":  # (kind, source, ids, lengths, state, ...)
+                seen.append((len(args[3]), args[2].shape[1] if args[2] is not None
+                             else args[1].shape[1]))
             else:
                 seen.append(tuple(args[1].shape[:2]))
             return real(*args)
 
-        monkeypatch.setattr(layers, name, spy)
+        monkeypatch.setattr(module, name, spy)
     return seen
 
 

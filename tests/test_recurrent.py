@@ -171,17 +171,22 @@ def test_pooling_matches_numpy_and_ignores_padding(pool, direction):
         GatedRecurrent(4, pool="sum")
 
 
-@pytest.mark.parametrize("inline", [True, False])
+@pytest.mark.parametrize("path", ["compiled", "python-inline", "python-kept"])
 @pytest.mark.parametrize("pool", ["max", "mean"])
 @pytest.mark.parametrize("cls", [GatedRecurrent, LstmRecurrent])
-def test_inference_pools_as_it_scans_as_training_pools_the_kept_steps(pool, cls, inline,
+def test_inference_pools_as_it_scans_as_training_pools_the_kept_steps(pool, cls, path,
                                                                       monkeypatch):
-    """A large batch's skip-padding scan pools step by step (no (batch, time, size) outputs
-    kept), a small one keeps its steps and pools them: both give the training path's pool
-    over the padded outputs, and zeros for an empty text."""
-    import passage.layers
+    """The skip-padding scan pools step by step (in C; in Python for a large batch, no
+    (batch, time, size) outputs kept) or keeps a small batch's steps and pools them: each gives
+    the training path's pool over the padded outputs, and zeros for an empty text."""
+    from passage import skip_padding
 
-    monkeypatch.setattr(passage.layers, "POOL_INLINE_BYTES", 0 if inline else 1 << 40)
+    if path == "compiled" and not skip_padding.compiled_variants():
+        pytest.skip("passage._scan is not built")
+    if path != "compiled":
+        monkeypatch.setattr(skip_padding, "_compiled", None)
+        monkeypatch.setattr(skip_padding, "POOL_INLINE_BYTES",
+                            0 if path == "python-inline" else 1 << 40)
     model = RNN([Embedding(5, 20), cls(4, pool=pool, direction="bi"), Dense(2, "softmax")],
                 "cce", verbose=0, seed=0)
     model.fitted_ = True

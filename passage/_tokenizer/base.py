@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -63,3 +64,28 @@ def offsets(counts: list[np.ndarray]) -> np.ndarray:
     out = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=out[1:])
     return out
+
+
+class VocabularyCache:
+    """What an engine builds from a fitted vocabulary (its lookup table), kept for the next
+    ``encode`` of the same vocabulary: a service encodes one text at a time, and building the
+    table of a 20,000-word vocabulary costs ~10x more than encoding a review. An entry is the
+    encoder dict itself (held, so its id is not reused) and its length: a fitted Tokenizer's
+    encoder is replaced, never edited, when it is fitted again. A few entries, last used kept."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._entries: list[tuple[dict, int, object]] = []
+        self._lock = threading.Lock()
+
+    def get(self, encoder: dict, build: Callable[[], object]):
+        with self._lock:
+            for i, (enc, n, value) in enumerate(self._entries):
+                if enc is encoder and n == len(encoder):
+                    self._entries.append(self._entries.pop(i))
+                    return value
+        value = build()  # (outside the lock: two threads may both build; either is right)
+        with self._lock:
+            self._entries = [e for e in self._entries if e[0] is not encoder]
+            self._entries = [*self._entries, (encoder, len(encoder), value)][-self.size:]
+        return value

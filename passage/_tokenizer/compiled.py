@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from passage._tokenizer.base import UNK, Counts, EngineSettings, offsets
+from passage._tokenizer.base import UNK, Counts, EngineSettings, VocabularyCache, offsets
 from passage._tokenizer.chunks import parts, submit, thread_pool
 from passage._tokenizer.rules import BYTE_CLASS_TABLE, MULTIBYTE_MARKS
 from passage.sequences import TokenArray
@@ -52,16 +52,24 @@ def count(texts: list[str], lowercase: bool, character: bool,
                   find=lambda toks: lex.find(list(toks)))
 
 
+_VOCABULARIES = VocabularyCache()
+
+
+def _vocabulary_lexicon(encoder: dict[str, int]) -> tuple:
+    """A lexicon of the vocabulary and the vocabulary id of each lexicon id (unknown tokens
+    come back as -1: the last entry, UNK)."""
+    lex = lexicon()
+    tokens = [tok for tok in encoder if tok]  # '' is never a token
+    lex.add(tokens)
+    to_id = np.fromiter(map(encoder.__getitem__, tokens), np.int32, count=len(tokens))
+    return lex, np.append(to_id, np.int32(UNK))
+
+
 def encode(texts: list[str], encoder: dict[str, int], lowercase: bool, character: bool,
            as_lists: bool, settings: EngineSettings) -> TokenArray | list[list[int]]:
     """Ids of the tokens of ``texts`` under a fitted vocabulary, UNK for the others (the
     threads look their parts up in one lexicon, which does not change)."""
-    lex = lexicon()
-    tokens = [tok for tok in encoder if tok]  # '' is never a token
-    lex.add(tokens)
-    # the vocabulary id of each lexicon id; unknown tokens come back as -1: the last entry, UNK
-    to_id = np.fromiter(map(encoder.__getitem__, tokens), np.int32, count=len(tokens))
-    to_id = np.append(to_id, np.int32(UNK))
+    lex, to_id = _VOCABULARIES.get(encoder, lambda: _vocabulary_lexicon(encoder))
     groups = parts(texts, settings)
     results = _count_parts([lex] * len(groups), groups, settings.workers, lowercase, character,
                            False)

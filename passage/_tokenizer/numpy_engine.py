@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from passage._tokenizer import reference
-from passage._tokenizer.base import UNK, Counts, EngineSettings, offsets
+from passage._tokenizer.base import UNK, Counts, EngineSettings, VocabularyCache, offsets
 from passage._tokenizer.chunks import chunk_groups, in_order, submit, thread_pool
 from passage._tokenizer.keys import SHORT, KeyCollision, same_bytes, token_keys, words
 from passage._tokenizer.spans import Chunk, KeyFunction, chunk_of_tokens, prepare_chunk
@@ -216,13 +216,19 @@ def _encode_chunk(texts: list[str], lowercase: bool, character: bool,
     return ids, chunk.counts
 
 
+_VOCABULARIES = VocabularyCache()
+
+
 def encode(texts: list[str], encoder: dict[str, int], lowercase: bool, character: bool,
            as_lists: bool, settings: EngineSettings) -> TokenArray | list[list[int]]:
     """Ids of the tokens of ``texts`` under a fitted vocabulary, UNK for the others. The
     vocabulary does not change, so the workers do all the work; with ``as_lists`` the calling
     thread turns each chunk into lists of ints meanwhile."""
     try:
-        lex = Lexicon.of_vocabulary(encoder, settings.token_keys or token_keys)
+        if settings.token_keys is None:  # (a key function of a test's own is never kept)
+            lex = _VOCABULARIES.get(encoder, lambda: Lexicon.of_vocabulary(encoder))
+        else:
+            lex = Lexicon.of_vocabulary(encoder, settings.token_keys)
     except KeyCollision:  # two vocabulary entries share a key: never seen
         return reference.encode(texts, encoder, lowercase, character, as_lists)
     groups = chunk_groups(texts, settings.chunk_chars)

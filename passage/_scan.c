@@ -1,0 +1,191 @@
+/* passage._scan: one direction of a recurrent layer at inference, every step in C (optional;
+ * passage/skip_padding.py falls back to a loop of PyTorch ops).
+ *
+ * The loop in Python costs about a dozen PyTorch calls per step, each a dispatch of a few
+ * microseconds that holds the GIL: for the small batches of a service (one text, a few texts) that
+ * overhead is the whole cost, and the threads of a batch per core wait for each other. Here the
+ * rows are run in blocks of ROWS: a block's steps all run before the next block starts, the block's
+ * recurrent matmul keeps its sums in registers and reads the recurrent weights from cache, each row
+ * stops at its own length (padding is never computed), and the GIL is released throughout. The
+ * block scan (passage/_scan_block.h) is compiled once per instruction set (AVX-512, AVX2 + FMA,
+ * plain C) and the best one the CPU runs is picked when the module loads.
+ *
+ * Inputs, float32, contiguous (passage/skip_padding.py allocates and checks them):
+ *   src     the input projections with b_ih: a table (vocabulary, G * size) looked up by ids
+ *           (batch, width) int64, or, with ids NULL, every step's (batch, width, G * size)
+ *   lengths (batch,) int64, ascending (a batch sorted by length, shortest first)
+ *   wt      the recurrent weights transposed, (size, G * size); b the recurrent bias (G * size)
+ *   h, c    the initial states (batch, size), overwritten with each row's state at its last step
+ *           (c: LSTM only)
+ *   out     NULL or (batch, width, size) zeros: every step's output is written there
+ *   pooled  NULL or (batch, size): the outputs' max (0 for an empty row) or mean over the steps
+ * kinds (G): 'g' GRU (3; gates r, z, n), 'l' LSTM (4; i, f, g, o), 't' tanh or 'r' relu RNN (1).
+ * Gates are plain sigmoids: steeper ones are folded into the weights by the caller.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "_kernels.h"
+
+#define ROWS 4 /* rows per block */
+
+typedef struct {
+    const float *src;
+    const int64_t *ids, *lengths;
+    const float *wt, *b;
+    float *h, *c, *out, *pooled;
+    Py_ssize_t width, size, n; /* n = G * size */
+    int kind, pool;            /* pool: 0 none, 'm' max, 'a' mean */
+} Scan;
+
+typedef void (*ScanBlock)(const Scan *, Py_ssize_t, int, float *);
+
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)0)
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define MULTI_ISA 1
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define VARIANT avx512
+#define VFLOATS 16
+#define COLS 64
+#include "_scan_block.h"
+#undef VARIANT
+#undef VFLOATS
+#undef COLS
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define VARIANT avx2
+#define VFLOATS 8
+#define COLS 24
+#include "_scan_block.h"
+#undef VARIANT
+#undef VFLOATS
+#undef COLS
+#pragma GCC pop_options
+#endif
+
+#if defined(__GNUC__)
+#define VFLOATS 4 /* SSE2 on x86-64, NEON on arm64 */
+#else
+#define VFLOATS 1
+#endif
+#define VARIANT plain
+#define COLS 16
+#include "_scan_block.h"
+
+static const char *NAMES[] = {"avx512", "avx2", "plain"};
+#ifdef MULTI_ISA
+static const ScanBlock VARIANTS[] = {scan_block_avx512, scan_block_avx2, scan_block_plain};
+#else
+static const ScanBlock VARIANTS[] = {NULL, NULL, scan_block_plain};
+#endif
+static int runs[3]; /* which variants this CPU runs (set when the module loads) */
+
+/* scan(src, ids, lengths, wt, b, h, c, out, pooled, batch, width, size, kind, pool, variant):
+ * variant is an index into NAMES, or -1 for the best this CPU runs */
+static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 15) {
+        PyErr_Format(PyExc_TypeError, "scan expected 15 arguments, got %zd", nargs);
+        return NULL;
+    }
+    void *p[9];
+    for (int i = 0; i < 9; i++) { /* addresses; 0 for the optional ids, c, out, pooled */
+        p[i] = PyLong_AsVoidPtr(args[i]);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    Py_ssize_t batch = PyLong_AsSsize_t(args[9]), width = PyLong_AsSsize_t(args[10]);
+    Py_ssize_t size = PyLong_AsSsize_t(args[11]);
+    long kind = PyLong_AsLong(args[12]), pool = PyLong_AsLong(args[13]);
+    long variant = PyLong_AsLong(args[14]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (variant < 0)
+        for (variant = 0; !runs[variant]; variant++)
+            ;
+    const int gates = kind == 'g' ? 3 : (kind == 'l' ? 4 : (kind == 't' || kind == 'r' ? 1 : 0));
+    if (!gates || (pool != 0 && pool != 'm' && pool != 'a') || batch < 0 || width < 0 || size < 1
+        || variant > 2 || !runs[variant] || !p[0] || !p[2] || !p[3] || !p[4] || !p[5]
+        || (kind == 'l' && !p[6])) {
+        PyErr_SetString(PyExc_ValueError,
+                        "scan: bad kind, pool, sizes or variant, or a missing address");
+        return NULL;
+    }
+    Scan s = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], width, size, gates * size,
+              (int)kind, (int)pool};
+    const ScanBlock block = VARIANTS[variant];
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    float *gh = malloc(ROWS * (size_t)s.n * sizeof(float)); /* (no GIL: not PyMem) */
+    if (!gh)
+        err = 1;
+    for (Py_ssize_t row = 0; !err && row < batch; row += ROWS)
+        block(&s, row, (int)(batch - row < ROWS ? batch - row : ROWS), gh);
+    free(gh);
+    Py_END_ALLOW_THREADS
+    if (err)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "scan(src, ids, lengths, wt, b, h, c, out, pooled, batch, width, size, kind, pool, "
+     "variant): one direction of a recurrent layer over a batch sorted by length (see "
+     "passage/_scan.c); variant: an index into VARIANTS, -1 for the best this CPU runs."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "passage._scan",
+    .m_doc = "A recurrent layer's inference scan in C (see passage.skip_padding).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__scan(void)
+{
+#ifdef MULTI_ISA
+    __builtin_cpu_init();
+    runs[0] = __builtin_cpu_supports("avx512f");
+    runs[1] = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    runs[2] = 1;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    /* VARIANTS: every variant's name (scan's variant indexes it); RUNS: those this CPU runs,
+     * best first (scan's default is RUNS[0]) */
+    PyObject *all = PyTuple_New(3), *ok = PyList_New(0);
+    for (int i = 0; all && ok && i < 3; i++) {
+        PyTuple_SET_ITEM(all, i, PyUnicode_FromString(NAMES[i]));
+        if (runs[i])
+            PyList_Append(ok, PyTuple_GET_ITEM(all, i));
+    }
+    if (!all || !ok || PyModule_AddObject(m, "VARIANTS", all) < 0) {
+        Py_XDECREF(all);
+        Py_XDECREF(ok);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *okt = PyList_AsTuple(ok);
+    Py_DECREF(ok);
+    if (!okt || PyModule_AddObject(m, "RUNS", okt) < 0) {
+        Py_XDECREF(okt);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

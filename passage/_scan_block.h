@@ -1,0 +1,172 @@
+/* passage/_scan_block.h: the block scan of passage/_scan.c, included there once per instruction
+ * set (a C template): the includer defines VARIANT (the functions' suffix), VFLOATS (floats per
+ * vector register: 16 for AVX-512, 8 for AVX2, 1 for plain C) and COLS (matmul columns summed at
+ * once, a multiple of VFLOATS: ROWS x COLS / VFLOATS sums stay in registers). */
+
+#define PASTE_(a, b) a##_##b
+#define PASTE(a, b) PASTE_(a, b)
+#define VEC PASTE(vec, VARIANT)
+#define VEC_U PASTE(vec_unaligned, VARIANT)
+
+#if VFLOATS > 1
+typedef float VEC __attribute__((vector_size(VFLOATS * 4)));
+typedef float VEC_U __attribute__((vector_size(VFLOATS * 4), aligned(4), may_alias));
+#define LOAD(p) (*(const VEC_U *)(p))
+#define STORE(p, v) (*(VEC_U *)(p) = (v))
+#define BROADCAST(x) ((VEC){0} + (x))
+#else
+typedef float VEC;
+#define LOAD(p) (*(p))
+#define STORE(p, v) (*(p) = (v))
+#define BROADCAST(x) (x)
+#endif
+
+/* gh[r, :] = b + h[r, :] @ wt for the R (<= ROWS) rows from h (rows size apart) */
+static inline __attribute__((always_inline)) void
+PASTE(recurrent_matmul, VARIANT)(const int R, const float *restrict h, const float *restrict wt,
+                                 const float *restrict b, float *restrict gh, Py_ssize_t size,
+                                 Py_ssize_t n)
+{
+    Py_ssize_t j0 = 0;
+    for (; j0 + COLS <= n; j0 += COLS) {
+        VEC acc[ROWS][COLS / VFLOATS];
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < COLS / VFLOATS; v++)
+                acc[r][v] = LOAD(b + j0 + v * VFLOATS);
+        for (Py_ssize_t k = 0; k < size; k++) {
+            VEC w[COLS / VFLOATS];
+            for (int v = 0; v < COLS / VFLOATS; v++)
+                w[v] = LOAD(wt + k * n + j0 + v * VFLOATS);
+            for (int r = 0; r < R; r++) {
+                const VEC hv = BROADCAST(h[r * size + k]);
+                for (int v = 0; v < COLS / VFLOATS; v++)
+                    acc[r][v] += hv * w[v];
+            }
+        }
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < COLS / VFLOATS; v++)
+                STORE(gh + r * n + j0 + v * VFLOATS, acc[r][v]);
+    }
+    for (; j0 + VFLOATS <= n; j0 += VFLOATS) { /* past the last full COLS: a vector at a time */
+        VEC acc[ROWS];
+        for (int r = 0; r < R; r++)
+            acc[r] = LOAD(b + j0);
+        for (Py_ssize_t k = 0; k < size; k++) {
+            const VEC w = LOAD(wt + k * n + j0);
+            for (int r = 0; r < R; r++)
+                acc[r] += BROADCAST(h[r * size + k]) * w;
+        }
+        for (int r = 0; r < R; r++)
+            STORE(gh + r * n + j0, acc[r]);
+    }
+    if (j0 < n) { /* then the last columns, fewer than a vector */
+        for (int r = 0; r < R; r++)
+            for (Py_ssize_t j = j0; j < n; j++)
+                gh[r * n + j] = b[j];
+        for (Py_ssize_t k = 0; k < size; k++)
+            for (int r = 0; r < R; r++)
+                for (Py_ssize_t j = j0; j < n; j++)
+                    gh[r * n + j] += h[r * size + k] * wt[k * n + j];
+    }
+}
+
+/* one row's step from its input projection gi and recurrent sums gh: the new state in h (and c) */
+static inline __attribute__((always_inline)) void
+PASTE(step, VARIANT)(int kind, const float *restrict gi, const float *restrict gh,
+                     float *restrict h, float *restrict c, Py_ssize_t size)
+{
+    if (kind == 'g') {
+        for (Py_ssize_t j = 0; j < size; j++) {
+            float r = sigmoid_f32(gi[j] + gh[j]);
+            float z = sigmoid_f32(gi[size + j] + gh[size + j]);
+            float n = tanh_f32(gi[2 * size + j] + r * gh[2 * size + j]);
+            h[j] = n + z * (h[j] - n);
+        }
+    } else if (kind == 'l') {
+        for (Py_ssize_t j = 0; j < size; j++) {
+            float i = sigmoid_f32(gi[j] + gh[j]);
+            float f = sigmoid_f32(gi[size + j] + gh[size + j]);
+            float g = tanh_f32(gi[2 * size + j] + gh[2 * size + j]);
+            float o = sigmoid_f32(gi[3 * size + j] + gh[3 * size + j]);
+            float cj = f * c[j] + i * g;
+            c[j] = cj;
+            h[j] = o * tanh_f32(cj);
+        }
+    } else if (kind == 'r') {
+        for (Py_ssize_t j = 0; j < size; j++) {
+            float a = gi[j] + gh[j];
+            h[j] = a > 0.0f ? a : 0.0f;
+        }
+    } else {
+        for (Py_ssize_t j = 0; j < size; j++)
+            h[j] = tanh_f32(gi[j] + gh[j]);
+    }
+}
+
+/* rows [row, row + rows) through all their steps; gh: scratch of ROWS * n floats */
+static void PASTE(scan_block, VARIANT)(const Scan *s, Py_ssize_t row, int rows,
+                                       float *restrict gh)
+{
+    const Py_ssize_t size = s->size, n = s->n, width = s->width;
+    Py_ssize_t len[ROWS] = {0};
+    for (int r = 0; r < rows; r++) {
+        int64_t v = s->lengths[row + r];
+        len[r] = v < 0 ? 0 : (v > width ? width : (Py_ssize_t)v);
+        if (s->pooled) {
+            float *p = s->pooled + (row + r) * size;
+            for (Py_ssize_t j = 0; j < size; j++)
+                p[j] = s->pool == 'm' ? -INFINITY : 0.0f;
+        }
+    }
+    int first = 0; /* rows before it have ended (lengths ascend) */
+    for (Py_ssize_t t = 0; t < len[rows - 1]; t++) {
+        while (len[first] <= t)
+            first++;
+        float *h = s->h + (row + first) * size;
+        switch (rows - first) { /* each case a matmul with its row count known */
+        case 4: PASTE(recurrent_matmul, VARIANT)(4, h, s->wt, s->b, gh, size, n); break;
+        case 3: PASTE(recurrent_matmul, VARIANT)(3, h, s->wt, s->b, gh, size, n); break;
+        case 2: PASTE(recurrent_matmul, VARIANT)(2, h, s->wt, s->b, gh, size, n); break;
+        default: PASTE(recurrent_matmul, VARIANT)(1, h, s->wt, s->b, gh, size, n); break;
+        }
+        if (s->ids && t + 1 < len[rows - 1]) /* the next step's table rows, read from memory
+                                                  meanwhile (a vocabulary's table is not cached) */
+            for (int r = first; r < rows; r++) {
+                const float *next = s->src + s->ids[(row + r) * width + t + 1] * n;
+                for (Py_ssize_t j = 0; j < n; j += 16)
+                    PREFETCH(next + j);
+            }
+        for (int r = first; r < rows; r++) {
+            const Py_ssize_t i = row + r;
+            const float *gi = s->ids ? s->src + s->ids[i * width + t] * n
+                                     : s->src + (i * width + t) * n;
+            float *hr = s->h + i * size;
+            PASTE(step, VARIANT)(s->kind, gi, gh + (r - first) * n, hr,
+                                 s->c ? s->c + i * size : NULL, size);
+            if (s->out)
+                memcpy(s->out + (i * width + t) * size, hr, size * sizeof(float));
+            if (s->pooled) {
+                float *p = s->pooled + i * size;
+                if (s->pool == 'm')
+                    for (Py_ssize_t j = 0; j < size; j++)
+                        p[j] = hr[j] > p[j] ? hr[j] : p[j];
+                else
+                    for (Py_ssize_t j = 0; j < size; j++)
+                        p[j] += hr[j];
+            }
+        }
+    }
+    if (s->pooled)
+        for (int r = 0; r < rows; r++) {
+            float *p = s->pooled + (row + r) * size;
+            float scale = s->pool == 'm' ? 1.0f : 1.0f / (float)(len[r] > 0 ? len[r] : 1);
+            for (Py_ssize_t j = 0; j < size; j++)
+                p[j] = len[r] == 0 ? 0.0f : p[j] * scale;
+        }
+}
+
+#undef VEC
+#undef VEC_U
+#undef LOAD
+#undef STORE
+#undef BROADCAST

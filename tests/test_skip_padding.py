@@ -1,0 +1,106 @@
+"""passage.skip_padding: the inference scan (C, every build this CPU runs, and the Python loop)
+against the readable step loop of passage.recurrent on the padded batch."""
+
+import numpy as np
+import pytest
+import torch
+
+from passage import skip_padding
+from passage.recurrent import GATES, last_step, pool_steps, scan_reference
+
+PATHS = [*skip_padding.compiled_variants(), "python"]
+
+
+def _problem(kind, size, seed, n_vocab=30, lengths=(0, 1, 1, 4, 6, 9, 9, 13, 13, 13, 17)):
+    g = torch.Generator().manual_seed(seed)
+    gates = GATES[kind]
+    table = torch.randn(n_vocab, gates * size, generator=g)
+    w_hh = torch.randn(gates * size, size, generator=g) * (1.5 / size ** 0.5)
+    b_hh = torch.randn(gates * size, generator=g) * 0.3
+    lengths = np.array(lengths)
+    width = int(lengths.max())
+    ids = torch.randint(0, n_vocab, (len(lengths), width), generator=g)
+    state = tuple(torch.randn(len(lengths), size, generator=g)
+                  for _ in range(2 if kind == "lstm" else 1))
+    return table, ids, lengths, state, w_hh, b_hh
+
+
+def _reference(kind, table, ids, lengths, state, w_hh, b_hh, relu):
+    """scan_reference on the padded batch, its input projections given as inputs with an
+    identity input matrix."""
+    x = table[ids]
+    eye = torch.eye(x.shape[-1], dtype=x.dtype)
+    act = torch.relu if relu else torch.tanh
+    out, _ = scan_reference(kind, x, state, [eye, w_hh, torch.zeros_like(eye[0]), b_hh], act,
+                            torch.sigmoid)
+    return out
+
+
+def _run(path, *args, **kwargs):
+    if path == "python":
+        real, skip_padding._compiled = skip_padding._compiled, None
+        try:
+            return skip_padding.scan(*args, **kwargs)
+        finally:
+            skip_padding._compiled = real
+    return skip_padding.scan(*args, variant=path, **kwargs)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("kind,relu", [("gru", False), ("lstm", False), ("simple", False),
+                                       ("simple", True)])
+@pytest.mark.parametrize("size", [7, 20, 128])  # vector tails, one register block, several
+def test_every_output_kind_matches_the_step_loop_on_the_padded_batch(path, kind, relu, size):
+    table, ids, lengths, state, w_hh, b_hh = _problem(kind, size, seed=size)
+    want = _reference(kind, table, ids, lengths, state, w_hh, b_hh, relu)
+    lt = torch.from_numpy(lengths)
+    real = (torch.arange(ids.shape[1])[None, :] < lt[:, None])[..., None]
+    tol = dict(rtol=1e-4, atol=2e-5)
+
+    out, final = _run(path, kind, table, ids, lengths, state, w_hh, b_hh, relu,
+                      keep_outputs=True)
+    torch.testing.assert_close(out, want * real, **tol)  # zero at padding
+    torch.testing.assert_close(final[0], last_step(want, lt, state[0]), **tol)
+    assert torch.equal(final[0][0], state[0][0])  # an empty row keeps its initial state
+    for pool in ("max", "mean"):
+        pooled, _ = _run(path, kind, table, ids, lengths, state, w_hh, b_hh, relu, pool=pool)
+        torch.testing.assert_close(pooled, pool_steps(want, lt, pool), **tol)
+        assert torch.all(pooled[0] == 0)
+    # the same from every step's projection instead of a table
+    out2, _ = _run(path, kind, table[ids], None, lengths, state, w_hh, b_hh, relu,
+                   keep_outputs=True)
+    torch.testing.assert_close(out2, out, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_inputs_are_left_as_they_were(path):
+    table, ids, lengths, state, w_hh, b_hh = _problem("lstm", 20, seed=1)
+    before = [t.clone() for t in (table, ids, *state, w_hh, b_hh)]
+    _run(path, "lstm", table, ids, lengths, state, w_hh, b_hh, pool="max")
+    for a, b in zip(before, (table, ids, *state, w_hh, b_hh), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not skip_padding.compiled_variants(), reason="passage._scan is not built")
+def test_the_compiled_scan_refuses_token_ids_outside_the_table():
+    table, ids, lengths, state, w_hh, b_hh = _problem("gru", 8, seed=2)
+    ids[3, 0] = len(table)
+    with pytest.raises(IndexError, match=r"token ids must be in \[0, 30\)"):
+        skip_padding.scan("gru", table, ids, lengths, state, w_hh, b_hh)
+
+
+def test_other_dtypes_run_the_python_loop():
+    table, ids, lengths, state, w_hh, b_hh = _problem("gru", 8, seed=3)
+    as64 = [t.double() for t in (table, w_hh, b_hh)]
+    out, _ = skip_padding.scan("gru", as64[0], ids, lengths, tuple(s.double() for s in state),
+                               as64[1], as64[2], pool="mean")
+    assert out.dtype == torch.float64
+    want = _reference("gru", as64[0], ids, lengths, tuple(s.double() for s in state), as64[1],
+                      as64[2], False)
+    torch.testing.assert_close(out, pool_steps(want, torch.from_numpy(lengths), "mean"))
+
+
+def test_the_best_build_is_named_first():
+    runs = skip_padding.compiled_variants()
+    if runs:
+        assert runs[-1] == "plain" and set(runs) <= {"avx512", "avx2", "plain"}
