@@ -2,7 +2,7 @@
 
 from setuptools import Extension, setup
 
-KERNELS = ["passage/_kernels.h", "passage/_scan_block.h"]  # included by the recurrent kernels
+KERNELS = ["passage/_kernels.h", "passage/_scan_loop.h"]  # included by the recurrent kernels
 # no trapping math: the clamps in exp/sigmoid/tanh (_kernels.h) may then become vector blends for
 # AVX2 and SSE (AVX-512 has masks); results are the same, only FP exception traps are assumed off
 KERNEL_FLAGS = ["-O3", "-fno-trapping-math"]

@@ -3,12 +3,12 @@
  *
  * The loop in Python costs about a dozen PyTorch calls per step, each a dispatch of a few
  * microseconds that holds the GIL: for the small batches of a service (one text, a few texts) that
- * overhead is the whole cost, and the threads of a batch per core wait for each other. Here the
- * rows are run in blocks of ROWS: a block's steps all run before the next block starts, the block's
- * recurrent matmul keeps its sums in registers and reads the recurrent weights from cache, each row
- * stops at its own length (padding is never computed), and the GIL is released throughout. The
- * block scan (passage/_scan_block.h) is compiled once per instruction set (AVX-512, AVX2 + FMA,
- * plain C) and the best one the CPU runs is picked when the module loads.
+ * overhead is the whole cost, and the threads of a batch per core wait for each other. Here each
+ * step runs the rows still running ROWS at a time: their recurrent matmul keeps its sums in
+ * registers and reads the recurrent weights from cache, each row stops at its own length (padding
+ * is never computed), the next step's table rows are prefetched, and the GIL is released
+ * throughout. The loop (passage/_scan_loop.h) is compiled once per instruction set (AVX-512,
+ * AVX2 + FMA, SSE/NEON, plain C) and the best one the CPU runs is picked when the module loads.
  *
  * Inputs, float32, contiguous (passage/skip_padding.py allocates and checks them):
  *   src     the input projections with b_ih: a table (vocabulary, G * size) looked up by ids
@@ -30,7 +30,7 @@
 
 #include "_kernels.h"
 
-#define ROWS 4 /* rows per block */
+#define ROWS 4 /* rows per matmul */
 
 typedef struct {
     const float *src;
@@ -41,7 +41,7 @@ typedef struct {
     int kind, pool;            /* pool: 0 none, 'm' max, 'a' mean */
 } Scan;
 
-typedef void (*ScanBlock)(const Scan *, Py_ssize_t, int, float *);
+typedef void (*ScanRows)(const Scan *, Py_ssize_t, float *);
 
 #if defined(__GNUC__)
 #define PREFETCH(p) __builtin_prefetch(p)
@@ -56,7 +56,7 @@ typedef void (*ScanBlock)(const Scan *, Py_ssize_t, int, float *);
 #define VARIANT avx512
 #define VFLOATS 16
 #define COLS 64
-#include "_scan_block.h"
+#include "_scan_loop.h"
 #undef VARIANT
 #undef VFLOATS
 #undef COLS
@@ -67,7 +67,7 @@ typedef void (*ScanBlock)(const Scan *, Py_ssize_t, int, float *);
 #define VARIANT avx2
 #define VFLOATS 8
 #define COLS 24
-#include "_scan_block.h"
+#include "_scan_loop.h"
 #undef VARIANT
 #undef VFLOATS
 #undef COLS
@@ -81,13 +81,13 @@ typedef void (*ScanBlock)(const Scan *, Py_ssize_t, int, float *);
 #endif
 #define VARIANT plain
 #define COLS 16
-#include "_scan_block.h"
+#include "_scan_loop.h"
 
 static const char *NAMES[] = {"avx512", "avx2", "plain"};
 #ifdef MULTI_ISA
-static const ScanBlock VARIANTS[] = {scan_block_avx512, scan_block_avx2, scan_block_plain};
+static const ScanRows VARIANTS[] = {scan_rows_avx512, scan_rows_avx2, scan_rows_plain};
 #else
-static const ScanBlock VARIANTS[] = {NULL, NULL, scan_block_plain};
+static const ScanRows VARIANTS[] = {NULL, NULL, scan_rows_plain};
 #endif
 static int runs[3]; /* which variants this CPU runs (set when the module loads) */
 
@@ -124,14 +124,14 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
     }
     Scan s = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], width, size, gates * size,
               (int)kind, (int)pool};
-    const ScanBlock block = VARIANTS[variant];
+    const ScanRows scan_rows = VARIANTS[variant];
     int err = 0;
     Py_BEGIN_ALLOW_THREADS
     float *gh = malloc(ROWS * (size_t)s.n * sizeof(float)); /* (no GIL: not PyMem) */
     if (!gh)
         err = 1;
-    for (Py_ssize_t row = 0; !err && row < batch; row += ROWS)
-        block(&s, row, (int)(batch - row < ROWS ? batch - row : ROWS), gh);
+    if (!err)
+        scan_rows(&s, batch, gh);
     free(gh);
     Py_END_ALLOW_THREADS
     if (err)

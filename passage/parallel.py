@@ -2,12 +2,14 @@
 
 A recurrent scan is a chain of small matmuls, which run faster side by side on one core each
 than each split over all of them. ``map_batches`` runs one ``predict``'s batches that way;
-``core_pool`` gives a long-lived pool of such threads (the service's).
+``one_core`` sets up such a thread (the service's batch workers use it too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -27,21 +29,15 @@ def one_core(started: threading.Barrier | None = None) -> None:
             pass
 
 
-def core_pool(n: int) -> ThreadPoolExecutor:
-    """``n`` threads that each run torch on one core: a batch per core, and no cross-thread
-    synchronisation inside the small matmuls of a lone text."""
+@contextlib.contextmanager
+def thread_count_kept() -> Iterator[None]:
+    """Put back torch's thread count after the block: ``one_core`` in new threads also sets
+    the count that threads new to torch start with."""
     main = torch.get_num_threads()
-    started = threading.Barrier(n + 1)
-    pool = ThreadPoolExecutor(n, initializer=one_core, initargs=(started,),
-                              thread_name_prefix="passage-core")
-    for _ in range(n):
-        pool.submit(lambda: None)
     try:
-        started.wait(10)
-    except threading.BrokenBarrierError:
-        pass
-    torch.set_num_threads(main)  # what threads new to torch start with, as it was
-    return pool
+        yield
+    finally:
+        torch.set_num_threads(main)
 
 
 _MAP_LOCK = threading.Lock()

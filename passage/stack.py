@@ -73,6 +73,8 @@ class Stack(nn.Module):
         embedding, recurrent = self.layers[0], self.layers[1]
         weights = [embedding.weight] + [w for d in recurrent.directions for w in (d.w_ih, d.b_ih)]
         kept = getattr(self, "_tables", None)  # (gate activation, weights copied, tables)
+        if kept is not None and getattr(self, "_fixed", False):
+            return kept[2]
         if (kept is not None and kept[0] == recurrent.gate_activation
                 and len(kept[1]) == len(weights)
                 and all(a.shape == b.shape and torch.equal(a, b)
@@ -85,13 +87,25 @@ class Stack(nn.Module):
                         tables)
         return tables
 
+    def fix_tables(self) -> list | None:
+        """Make the projection tables now and use them without comparing the weights again,
+        until ``forget_tables``: for an owner that knows the weights will not change (a
+        service that loaded its own copy of a model), where the comparison is a tenth of a
+        small batch's time. Returns the tables (None when this stack reads no ids)."""
+        self._fixed = False
+        tables = self.projection_tables(self.layers[0].n_features) if self._reads_ids() \
+            else None
+        self._fixed = tables is not None
+        return tables
+
     def forget_tables(self) -> None:
         """Drop the kept projection tables (training is about to change the weights)."""
-        self._tables = None
+        self._tables, self._fixed = None, False
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_tables"] = None  # made again where needed, never copied or pickled
+        state["_tables"], state["_fixed"] = None, False  # made again where needed, never
+        # copied or pickled
         return state
 
 

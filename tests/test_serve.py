@@ -359,7 +359,7 @@ def post_all(c, bodies, started=None):
 def test_concurrent_requests_share_forward_passes(binary):
     texts = [f"{a} {b} film" for a in ("good", "bad", "dull", "fun") for b in ("great", "awful",
                                                                               "the")]
-    app = create_app(binary, max_batch_size=64, max_wait_ms=0)
+    app = create_app(binary, max_batch_size=64, max_wait_ms=0, workers=1)
     with TestClient(app) as c:
         gate = Gate(app)
         threads, results = post_all(c, [{"inputs": t} for t in texts],
@@ -379,7 +379,7 @@ def test_concurrent_requests_share_forward_passes(binary):
 
 
 def test_batches_respect_max_batch_size_and_a_full_queue_answers_503(binary):
-    app = create_app(binary, max_batch_size=2, max_wait_ms=0, max_queue=3)
+    app = create_app(binary, max_batch_size=2, max_wait_ms=0, max_queue=3, workers=1)
     with TestClient(app) as c:
         gate = Gate(app)
         bodies = [{"inputs": "good"}, {"inputs": ["bad", "dull"]}, {"inputs": "fun"}]
@@ -395,7 +395,7 @@ def test_batches_respect_max_batch_size_and_a_full_queue_answers_503(binary):
 
 
 def test_one_bad_request_does_not_fail_its_batch(binary):
-    app = create_app(binary, max_wait_ms=0)
+    app = create_app(binary, max_wait_ms=0, workers=1)
     with TestClient(app, raise_server_exceptions=False) as c:
         gate = Gate(app, fail_on="poison")
         bodies = [{"inputs": "good"}, {"inputs": "fun"}, {"inputs": ["poison", "x"]},

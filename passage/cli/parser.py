@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest wait to fill a batch while requests are concurrent")
     p.add_argument("--max-queue", type=positive_int, default=1024,
                    help="texts that may wait; beyond, 503 with Retry-After")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="batches run side by side (default: one per core)")
     p.add_argument("--max-body-bytes", type=positive_int, default=4 << 20,
                    help="largest request body (413 beyond)")
     p.add_argument("--max-texts", type=positive_int, default=256,

@@ -1,18 +1,20 @@
 """Dynamic micro-batching: concurrent requests' texts run through the model together.
 
-Requests hand their texts to ``Batcher.submit`` (a coroutine) and wait; one worker thread takes
-the queued requests in order, up to ``max_batch_size`` texts, calls ``run`` once on all their
-texts, and gives each request its own slice of the results. The event loop never runs the
-model, so it keeps answering (``/health``) while a batch runs. The queue is bounded: past
-``max_queue`` waiting texts, ``submit`` raises ``Overloaded`` at once.
+Requests hand their texts to ``Batcher.submit`` (a coroutine) and wait. ``workers`` threads (one
+per core) each take the queued texts in order, up to ``max_batch_size`` of them, call ``run``
+once on them, and give each request its share of the results; while one worker runs a batch the
+next forms, so the cores never wait for each other. A request of more than ``max_batch_size``
+texts is queued as several pieces, which may run on several workers at once. The event loop
+never runs the model, so it keeps answering (``/health``) while batches run. The queue is
+bounded: past ``max_queue`` waiting texts, ``submit`` raises ``Overloaded`` at once.
 
-Waiting for a fuller batch (up to ``max_wait_ms``) happens only when the last batch was shared
-by several requests: a lone client is answered without the wait, concurrent clients get
-batches. If a shared batch fails, each of its requests is run again on its own, so one bad
-request never fails the others.
+A worker waits for a fuller batch (up to ``max_wait_ms``) only when its last batch was shared by
+several requests: a lone client is answered without the wait, concurrent clients get batches.
+If a shared batch fails, each of its requests is run again on its own, so one bad request never
+fails the others.
 
-Other jobs that use the model (``Batcher.call``, e.g. a reading trace) run on the same worker,
-one at a time, so the model is only ever used by one thread of the service.
+Other jobs that use the model (``Batcher.call``, e.g. a reading trace) run on a worker too,
+between batches.
 """
 
 from __future__ import annotations
@@ -35,10 +37,33 @@ class Overloaded(Exception):
 
 @dataclass
 class _Job:
+    """One request: its texts (or a function of its own), its future, and its results as the
+    pieces come back."""
+
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     texts: list = field(default_factory=list)
-    fn: Callable | None = None  # a job of its own instead of texts to batch
+    fn: Callable | None = None
+    results: list = field(default_factory=list)
+    pending: int = 0  # pieces not yet back
+    failed: bool = False
+
+
+@dataclass
+class _Piece:
+    """Texts start..end of a job: what a batch is made of."""
+
+    job: _Job
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def texts(self) -> list:
+        return self.job.texts[self.start:self.end]
 
 
 def _settle(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:
@@ -52,22 +77,25 @@ def _settle(future: asyncio.Future, result=None, error: BaseException | None = N
 
 class Batcher:
     """Gathers texts from concurrent requests into batches for ``run`` (texts -> one result per
-    text), on one worker thread. ``on_batch(n_texts, seconds)`` is told about every call."""
+    text), on ``workers`` threads, each started with ``initializer()`` if given (e.g. one
+    intra-op thread per worker). ``on_batch(n_texts, seconds)`` is told about every call."""
 
     def __init__(self, run: Callable[[list], list], max_batch_size: int = 64,
                  max_wait_ms: float = 5.0, max_queue: int = 1024,
-                 on_batch: Callable[[int, float], None] | None = None):
+                 on_batch: Callable[[int, float], None] | None = None, workers: int = 1,
+                 initializer: Callable[[], None] | None = None):
         self.run = run
         self.max_batch_size = max_batch_size
         self.max_wait_ms = max_wait_ms
         self.max_queue = max_queue
         self.on_batch = on_batch
-        self._jobs: deque[_Job] = deque()
+        self.workers = max(1, int(workers))
+        self.initializer = initializer
+        self._queue: deque[_Piece] = deque()
         self._queued_texts = 0
         self._cond = threading.Condition()
         self._stopping = False
-        self._shared = False  # the last batch held several requests: wait to gather the next
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._batches = 0
 
     @property
@@ -76,115 +104,160 @@ class Batcher:
         return self._queued_texts
 
     def start(self) -> None:
-        """Start the worker thread (``submit`` does it too, if needed)."""
+        """Start the worker threads (``submit`` does it too, if needed)."""
         with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._stopping = False
-                self._thread = threading.Thread(target=self._work, name="passage-batcher",
-                                                daemon=True)
-                self._thread.start()
+            if any(t.is_alive() for t in self._threads):
+                return
+            self._stopping = False
+            started = threading.Barrier(self.workers + 1)
+            self._threads = [threading.Thread(target=self._work, args=(started,), daemon=True,
+                                              name=f"passage-batcher-{i}")
+                             for i in range(self.workers)]
+            for t in self._threads:
+                t.start()
+        try:  # the initializers ran before anything is queued (they may change torch's
+            started.wait(30)  # per-thread settings, which the caller may then put back)
+        except threading.BrokenBarrierError:
+            pass
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Finish the queued jobs, then end the worker thread."""
+        """Finish the queued jobs, then end the worker threads."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for t in self._threads:
+            t.join(timeout)
 
     async def submit(self, texts: list) -> list:
-        """The results of ``run`` for these texts, computed in some batch."""
+        """The results of ``run`` for these texts, computed in some batches."""
         return await self._put(_Job(asyncio.get_running_loop(), None, list(texts)))
 
     async def call(self, fn: Callable[[], object]):
-        """``fn()`` run on the worker thread, between batches."""
+        """``fn()`` run on a worker thread, between batches."""
         return await self._put(_Job(asyncio.get_running_loop(), None, [], fn))
 
     async def _put(self, job: _Job):
         job.future = job.loop.create_future()
-        if self._thread is None or not self._thread.is_alive():
+        if not any(t.is_alive() for t in self._threads):
             self.start()
+        step = self.max_batch_size
+        pieces = ([_Piece(job, i, min(i + step, len(job.texts)))
+                   for i in range(0, len(job.texts), step)] if job.fn is None and job.texts
+                  else [_Piece(job, 0, 0)])
+        job.results, job.pending = [None] * len(job.texts), len(pieces)
         size = max(1, len(job.texts))
         with self._cond:
             if self._queued_texts + size > self.max_queue:
                 raise Overloaded(f"{self._queued_texts} texts are already waiting")
-            self._jobs.append(job)
+            self._queue.extend(pieces)
             self._queued_texts += size
             self._cond.notify_all()
         return await job.future
 
-    # -- the worker thread ---------------------------------------------------------------------
-    def _work(self) -> None:
+    # -- the worker threads --------------------------------------------------------------------
+    def _work(self, started: threading.Barrier) -> None:
+        try:
+            if self.initializer is not None:
+                self.initializer()
+        finally:
+            try:
+                started.wait(30)
+            except threading.BrokenBarrierError:
+                pass
+        shared = False  # this worker's last batch held several requests: wait to gather
         while True:
-            batch = self._next_batch()
+            batch = self._next_batch(shared)
             if batch is None:
                 return
-            if batch[0].fn is not None:
-                self._run_one(batch[0])
+            if batch[0].job.fn is not None:
+                self._run_call(batch[0].job)
             else:
+                shared = len({id(p.job) for p in batch}) > 1
                 self._run_batch(batch)
 
-    def _next_batch(self) -> list[_Job] | None:
+    def _next_batch(self, shared: bool) -> list[_Piece] | None:
         with self._cond:
-            while not self._jobs:
+            while not self._queue:
                 if self._stopping:
                     return None
                 self._cond.wait()
-            if self._jobs[0].fn is None and self._shared and self.max_wait_ms > 0:
+            if self._queue[0].job.fn is None and shared and self.max_wait_ms > 0:
                 deadline = time.monotonic() + self.max_wait_ms / 1000
                 while self._batchable() < self.max_batch_size and not self._stopping:
                     left = deadline - time.monotonic()
-                    if left <= 0:
+                    if left <= 0 or not self._queue:
                         break
                     self._cond.wait(left)
-            batch = [self._jobs.popleft()]
-            if batch[0].fn is None:
-                n = len(batch[0].texts)
-                while (self._jobs and self._jobs[0].fn is None
-                       and n + len(self._jobs[0].texts) <= self.max_batch_size):
-                    n += len(self._jobs[0].texts)
-                    batch.append(self._jobs.popleft())
-            self._queued_texts -= sum(max(1, len(j.texts)) for j in batch)
+                if not self._queue:  # another worker took them meanwhile
+                    return self._next_batch(False)
+            # a share of what is waiting, so that the other workers get theirs at once rather
+            # than after this batch (smaller batches, but no core waits while another works)
+            share = min(self.max_batch_size, -(-self._batchable() // self.workers))
+            batch = [self._queue.popleft()]
+            if batch[0].job.fn is None:
+                n = batch[0].size
+                while (self._queue and self._queue[0].job.fn is None
+                       and n + self._queue[0].size <= share):
+                    n += self._queue[0].size
+                    batch.append(self._queue.popleft())
+            self._queued_texts -= sum(max(1, p.size) for p in batch)
             return batch
 
     def _batchable(self) -> int:
         """Texts at the front of the queue that could join the next batch."""
         n = 0
-        for job in self._jobs:
-            if job.fn is not None:
+        for piece in self._queue:
+            if piece.job.fn is not None:
                 break
-            n += len(job.texts)
+            n += piece.size
         return n
 
-    def _run_one(self, job: _Job) -> None:
+    def _run_call(self, job: _Job) -> None:
         try:
             result, error = job.fn(), None
         except Exception as e:  # handed to the request that asked
             result, error = None, e
         job.loop.call_soon_threadsafe(_settle, job.future, result, error)
 
-    def _run_batch(self, batch: list[_Job]) -> None:
-        self._shared = len(batch) > 1
-        texts = [t for job in batch for t in job.texts]
+    def _run_batch(self, batch: list[_Piece]) -> None:
+        batch = [p for p in batch if not p.job.failed]  # a piece of a request already failed
+        if not batch:
+            return
         try:
-            results = self._timed(texts)
+            results = self._timed([t for p in batch for t in p.texts])
         except Exception as e:
             if len(batch) == 1:
-                batch[0].loop.call_soon_threadsafe(_settle, batch[0].future, None, e)
+                self._done(batch[0], error=e)
                 return
-            for job in batch:  # find which request fails; the others get their answers
-                self._run_batch([job])
+            for piece in batch:  # find which request fails; the others get their answers
+                self._run_batch([piece])
             return
         start = 0
-        for job in batch:
-            part = results[start:start + len(job.texts)]
-            start += len(job.texts)
-            job.loop.call_soon_threadsafe(_settle, job.future, part, None)
+        for piece in batch:
+            self._done(piece, results[start:start + piece.size])
+            start += piece.size
+
+    def _done(self, piece: _Piece, part: list | None = None,
+              error: BaseException | None = None) -> None:
+        job = piece.job
+        with self._cond:
+            if job.failed:
+                return
+            if error is not None:
+                job.failed = True
+            else:
+                job.results[piece.start:piece.end] = part
+                job.pending -= 1
+                if job.pending:
+                    return
+        job.loop.call_soon_threadsafe(_settle, job.future, job.results, error)
 
     def _timed(self, texts: list) -> list:
         began = time.perf_counter()
-        self._batches += 1
-        if self._batches % TRIM_EVERY == 0:  # freed pages of earlier batches back to the OS
+        with self._cond:
+            self._batches += 1
+            trim = self._batches % TRIM_EVERY == 0
+        if trim:  # freed pages of earlier batches back to the OS
             release_free_memory()
         results = self.run(texts)
         if len(results) != len(texts):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -19,7 +18,6 @@ from passage.exceptions import NotFittedError
 from passage.labels import LabelCoding
 from passage.lm import LanguageModel
 from passage.models import RNN
-from passage.parallel import core_pool
 from passage.preprocessing import tokenize
 from passage.tagging import Tagger
 
@@ -49,17 +47,6 @@ def spans(text: str, tokens: list[str]) -> list[tuple[int, int]] | None:
         pos = start + len(token)
         out.append((start, pos))
     return out
-
-
-def split_by_tokens(lengths: list[int], parts: int) -> list[list[int]]:
-    """Indices in ``parts`` groups of about equal total length (longest first, each to the
-    lightest group so far); empty groups dropped."""
-    groups, loads = [[] for _ in range(parts)], [0] * parts
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        k = loads.index(min(loads))
-        groups[k].append(i)
-        loads[k] += lengths[i] + 1
-    return [g for g in groups if g]
 
 
 def _load(path: str):
@@ -108,30 +95,27 @@ class Predictor:
                              "text, or per token for a Tagger (save it with Tagger.save)")
         self.rnn_, self.coding_ = model, LabelCoding.from_model(model)
         self.task_ = self.coding_.task
-        self._make_tables()
+        self._make_tables(owned=self.sha256_ is not None)
 
-    def _make_tables(self) -> None:
-        """The vocabulary's input projections, made once now: the model keeps them while its
-        weights stay the same, and every later request looks its tokens up in them instead of
-        projecting them (``Stack.projection_tables``)."""
+    def _make_tables(self, owned: bool) -> None:
+        """The vocabulary's input projections, made once now: every later request looks its
+        tokens up in them instead of projecting them (``Stack.projection_tables``). A model
+        loaded here from its file is this service's own, whose weights nothing changes: the
+        tables are then used without comparing the weights each time (``Stack.fix_tables``);
+        a model passed in keeps them only while its weights stay the same."""
         from passage.layers import inference
 
         with torch.inference_mode(), inference():
-            self.rnn_.model.projection_tables(getattr(self.rnn_.layers[0], "n_features", 0))
+            if owned:
+                self.rnn_.model.fix_tables()
+            else:
+                self.rnn_.model.projection_tables(getattr(self.rnn_.layers[0], "n_features", 0))
 
     @property
-    def pool(self) -> ThreadPoolExecutor:
-        """The threads the model runs on, one per core (made on first use)."""
-        if getattr(self, "_pool", None) is None:
-            on_cpu = self.rnn_.device.type == "cpu"
-            self._cores = max(1, torch.get_num_threads()) if on_cpu else 1
-            self._pool = core_pool(self._cores)
-        return self._pool
-
-    def close(self) -> None:
-        if getattr(self, "_pool", None) is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+    def cores(self) -> int:
+        """How many batches may run side by side: one per core on the CPU (each on a thread
+        with one intra-op thread: ``passage.parallel.one_core``), one on a GPU."""
+        return max(1, torch.get_num_threads()) if self.rnn_.device.type == "cpu" else 1
 
     @property
     def labels(self) -> list | None:
@@ -150,22 +134,16 @@ class Predictor:
                 "layers": self.rnn_.get_config()["layers"], "passage_version": __version__,
                 "model_sha256": self.sha256_}
 
-    # -- prediction (on the batcher's worker thread) ----------------------------------------------
+    # -- prediction (on a batcher's worker thread) ---------------------------------------------
     def outputs(self, texts: list[str]) -> list:
-        """The model's raw outputs, one per text: tokenized at once, then ``predict`` on a
-        share of about equal tokens per core, side by side."""
-        pool = self.pool
+        """The model's raw outputs, one per text: tokenized at once, then ``predict`` on all of
+        them, in the calling thread."""
         if self.tagger_ is not None:
             words = [tokenize(t) for t in texts]
             ids = self.tagger_.features_.transform(words)
         else:
             ids = self.rnn_.tokenizer.transform(texts)
-        groups = split_by_tokens([len(x) for x in ids], self._cores)
-        futures = [pool.submit(self.rnn_.predict, [ids[i] for i in g], len(g)) for g in groups]
-        results: list = [None] * len(texts)
-        for group, future in zip(groups, futures, strict=True):
-            for i, out in zip(group, future.result(), strict=True):
-                results[i] = out
+        results = list(self.rnn_.predict(ids, max(1, len(ids))))
         if self.tagger_ is not None:
             return list(zip(words, results, strict=True))
         return results
@@ -200,7 +178,7 @@ class Predictor:
         if n > TRACE_PREFIX_LIMIT and self._reads_backwards():
             raise InputError(f"the text has {n} tokens; this model reads backwards too, so a "
                              f"trace predicts every prefix: send at most {TRACE_PREFIX_LIMIT}")
-        tr = self.pool.submit(trace, self.rnn_, text, self.coding_).result()
+        tr = trace(self.rnn_, text, self.coding_)
         where = spans(text, tr.tokens) or [(None, None)] * len(tr.tokens)
         tokens = []
         for i, (token, (s, e)) in enumerate(zip(tr.tokens, where, strict=True)):

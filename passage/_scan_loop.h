@@ -1,7 +1,7 @@
-/* passage/_scan_block.h: the block scan of passage/_scan.c, included there once per instruction
- * set (a C template): the includer defines VARIANT (the functions' suffix), VFLOATS (floats per
- * vector register: 16 for AVX-512, 8 for AVX2, 1 for plain C) and COLS (matmul columns summed at
- * once, a multiple of VFLOATS: ROWS x COLS / VFLOATS sums stay in registers). */
+/* passage/_scan_loop.h: the scan loop of passage/_scan.c, included there once per instruction set
+ * (a C template): the includer defines VARIANT (the functions' suffix), VFLOATS (floats per vector
+ * register: 16 for AVX-512, 8 for AVX2, 4 for SSE or NEON, 1 for plain C) and COLS (matmul columns
+ * summed at once, a multiple of VFLOATS: ROWS x COLS / VFLOATS sums stay in registers). */
 
 #define PASTE_(a, b) a##_##b
 #define PASTE(a, b) PASTE_(a, b)
@@ -103,66 +103,68 @@ PASTE(step, VARIANT)(int kind, const float *restrict gi, const float *restrict g
     }
 }
 
-/* rows [row, row + rows) through all their steps; gh: scratch of ROWS * n floats */
-static void PASTE(scan_block, VARIANT)(const Scan *s, Py_ssize_t row, int rows,
-                                       float *restrict gh)
+/* every row of the batch through its steps: at step t the rows still running (a suffix, lengths
+ * ascending) go through the matmul ROWS at a time, so only the last group of a step is partial;
+ * gh: scratch of ROWS * n floats */
+static void PASTE(scan_rows, VARIANT)(const Scan *s, Py_ssize_t batch, float *restrict gh)
 {
     const Py_ssize_t size = s->size, n = s->n, width = s->width;
-    Py_ssize_t len[ROWS] = {0};
-    for (int r = 0; r < rows; r++) {
-        int64_t v = s->lengths[row + r];
-        len[r] = v < 0 ? 0 : (v > width ? width : (Py_ssize_t)v);
-        if (s->pooled) {
-            float *p = s->pooled + (row + r) * size;
-            for (Py_ssize_t j = 0; j < size; j++)
-                p[j] = s->pool == 'm' ? -INFINITY : 0.0f;
-        }
-    }
-    int first = 0; /* rows before it have ended (lengths ascend) */
-    for (Py_ssize_t t = 0; t < len[rows - 1]; t++) {
-        while (len[first] <= t)
+#define LEN(i) (s->lengths[i] < 0 ? 0 : (s->lengths[i] > width ? width : (Py_ssize_t)s->lengths[i]))
+    if (s->pooled)
+        for (Py_ssize_t i = 0; i < batch * size; i++)
+            s->pooled[i] = s->pool == 'm' ? -INFINITY : 0.0f;
+    const Py_ssize_t steps = batch ? LEN(batch - 1) : 0;
+    Py_ssize_t first = 0; /* rows before it have ended */
+    for (Py_ssize_t t = 0; t < steps; t++) {
+        while (LEN(first) <= t)
             first++;
-        float *h = s->h + (row + first) * size;
-        switch (rows - first) { /* each case a matmul with its row count known */
-        case 4: PASTE(recurrent_matmul, VARIANT)(4, h, s->wt, s->b, gh, size, n); break;
-        case 3: PASTE(recurrent_matmul, VARIANT)(3, h, s->wt, s->b, gh, size, n); break;
-        case 2: PASTE(recurrent_matmul, VARIANT)(2, h, s->wt, s->b, gh, size, n); break;
-        default: PASTE(recurrent_matmul, VARIANT)(1, h, s->wt, s->b, gh, size, n); break;
-        }
-        if (s->ids && t + 1 < len[rows - 1]) /* the next step's table rows, read from memory
-                                                  meanwhile (a vocabulary's table is not cached) */
-            for (int r = first; r < rows; r++) {
-                const float *next = s->src + s->ids[(row + r) * width + t + 1] * n;
-                for (Py_ssize_t j = 0; j < n; j += 16)
-                    PREFETCH(next + j);
+        for (Py_ssize_t row = first; row < batch; row += ROWS) {
+            const int rows = (int)(batch - row < ROWS ? batch - row : ROWS);
+            float *h = s->h + row * size;
+            switch (rows) { /* each case a matmul with its row count known */
+            case 4: PASTE(recurrent_matmul, VARIANT)(4, h, s->wt, s->b, gh, size, n); break;
+            case 3: PASTE(recurrent_matmul, VARIANT)(3, h, s->wt, s->b, gh, size, n); break;
+            case 2: PASTE(recurrent_matmul, VARIANT)(2, h, s->wt, s->b, gh, size, n); break;
+            default: PASTE(recurrent_matmul, VARIANT)(1, h, s->wt, s->b, gh, size, n); break;
             }
-        for (int r = first; r < rows; r++) {
-            const Py_ssize_t i = row + r;
-            const float *gi = s->ids ? s->src + s->ids[i * width + t] * n
-                                     : s->src + (i * width + t) * n;
-            float *hr = s->h + i * size;
-            PASTE(step, VARIANT)(s->kind, gi, gh + (r - first) * n, hr,
-                                 s->c ? s->c + i * size : NULL, size);
-            if (s->out)
-                memcpy(s->out + (i * width + t) * size, hr, size * sizeof(float));
-            if (s->pooled) {
-                float *p = s->pooled + i * size;
-                if (s->pool == 'm')
-                    for (Py_ssize_t j = 0; j < size; j++)
-                        p[j] = hr[j] > p[j] ? hr[j] : p[j];
-                else
-                    for (Py_ssize_t j = 0; j < size; j++)
-                        p[j] += hr[j];
+            if (s->ids && t + 1 < steps) /* the next step's table rows, read from memory
+                                            meanwhile (a vocabulary's table is not cached) */
+                for (int r = 0; r < rows; r++)
+                    if (t + 1 < LEN(row + r)) {
+                        const float *next = s->src + s->ids[(row + r) * width + t + 1] * n;
+                        for (Py_ssize_t j = 0; j < n; j += 16)
+                            PREFETCH(next + j);
+                    }
+            for (int r = 0; r < rows; r++) {
+                const Py_ssize_t i = row + r;
+                const float *gi = s->ids ? s->src + s->ids[i * width + t] * n
+                                         : s->src + (i * width + t) * n;
+                float *hr = s->h + i * size;
+                PASTE(step, VARIANT)(s->kind, gi, gh + r * n, hr,
+                                     s->c ? s->c + i * size : NULL, size);
+                if (s->out)
+                    memcpy(s->out + (i * width + t) * size, hr, size * sizeof(float));
+                if (s->pooled) {
+                    float *p = s->pooled + i * size;
+                    if (s->pool == 'm')
+                        for (Py_ssize_t j = 0; j < size; j++)
+                            p[j] = hr[j] > p[j] ? hr[j] : p[j];
+                    else
+                        for (Py_ssize_t j = 0; j < size; j++)
+                            p[j] += hr[j];
+                }
             }
         }
     }
     if (s->pooled)
-        for (int r = 0; r < rows; r++) {
-            float *p = s->pooled + (row + r) * size;
-            float scale = s->pool == 'm' ? 1.0f : 1.0f / (float)(len[r] > 0 ? len[r] : 1);
+        for (Py_ssize_t i = 0; i < batch; i++) {
+            float *p = s->pooled + i * size;
+            const Py_ssize_t len = LEN(i);
+            const float scale = s->pool == 'm' ? 1.0f : 1.0f / (float)(len > 0 ? len : 1);
             for (Py_ssize_t j = 0; j < size; j++)
-                p[j] = len[r] == 0 ? 0.0f : p[j] * scale;
+                p[j] = len == 0 ? 0.0f : p[j] * scale;
         }
+#undef LEN
 }
 
 #undef VEC
