@@ -8,6 +8,7 @@ of requests or its time limit. The concurrency-64 phase runs for ``--soak-second
 server's RSS is read at its start and end. Then SIGTERM, and the exit status is checked.
 
     python benchmarks/serve.py [--data /work/shared/data/imdb] [--model FILE] [--json out.json]
+    python benchmarks/serve.py --markdown out.json     # the docs' table from a results file
 
 Without --model, the default model of ``passage train`` (``passage.recipe``) is trained for one
 epoch on ``--train-size`` training reviews first. A last phase sends ``--batch-per-request``
@@ -146,7 +147,29 @@ async def load(port: int, bodies: list[bytes], concurrency: int, n_requests: int
             "p99_ms": float(np.percentile(ms, 99)), "errors": errors}
 
 
+def markdown(path: str) -> str:
+    """The docs' table (docs/serve.md) from a results file of this benchmark."""
+    with open(path) as f:
+        doc = json.load(f)
+    lines = ["| phase | requests | req/s | reviews/s | p50 ms | p95 ms | p99 ms | errors | RSS MiB "
+             "start -> end |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["phases"]:
+        name = (f"median review ({doc['median_chars']:,} chars)" if r["name"] == "median review"
+                else r["name"])
+        secs = f" ({r['seconds']:.0f} s)" if r["requests"] > 5000 else ""
+        change = r["rss_end_mib"] / r["rss_start_mib"] - 1
+        lines.append(f"| {name}, c={r['concurrency']}{secs} | {r['requests']:,} | "
+                     f"{r['requests_per_s']:,.0f} | {r['reviews_per_s']:,.0f} | "
+                     f"{r['p50_ms']:,.1f} | {r['p95_ms']:,.1f} | {r['p99_ms']:,.1f} | "
+                     f"{r['errors']} | {r['rss_start_mib']:.0f} -> {r['rss_end_mib']:.0f}"
+                     f"{f' ({change:+.1%})' if secs else ''} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--markdown"]:
+        print(markdown(sys.argv[2]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="the IMDB folder (default: DATA_ROOT/imdb)")
     ap.add_argument("--model", help="a model file (default: train one)")
