@@ -15,7 +15,6 @@ import copy
 import threading
 import time
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from torch import nn
 
 from passage import costs as cost_registry
 from passage import iterators as iterator_registry
-from passage import metrics, targets
+from passage import metrics
 from passage import updates as updater_registry
 from passage._checks import (
     check_fit_arguments,
@@ -42,8 +41,9 @@ from passage.layers import (
     is_training,
     output_size,
 )
+from passage.long_documents import LongDocumentsMixin
+from passage.model_inputs import InputsMixin
 from passage.parallel import map_batches
-from passage.recurrent import ChunkedStack
 from passage.registry import register_model
 from passage.stack import Stack, build_stack, check_wide  # noqa: F401 (importable here)
 from passage.training import (
@@ -70,7 +70,7 @@ def default_device() -> torch.device:
 
 
 @register_model
-class RNN:
+class RNN(InputsMixin, LongDocumentsMixin):
     """A recurrent model: ``RNN(layers, cost, updater).fit(X, Y)`` then ``.predict(X)``.
 
     layers: input layer, any mix of recurrent and Dense layers, output layer.
@@ -157,70 +157,6 @@ class RNN:
             **({"wide": self.wide.get_config()} if self.wide is not None else {}),
         }
 
-    # -- data ----------------------------------------------------------------------------------
-    def _inputs(self, X, what="X"):
-        """X as sequences of ids or vectors; raw texts are tokenized by the attached tokenizer."""
-        if isinstance(X, str):
-            raise TypeError(f"{what} must be a list of examples, got a single str; wrap it: [text]")
-        if X is None or not hasattr(X, "__len__"):
-            raise TypeError(f"{what} must be a list or array of sequences, got "
-                            f"{type(X).__name__}")
-        if len(X) and isinstance(X[0], str):
-            if self.tokenizer is None:
-                raise TypeError(f"{what} holds raw text but this model has no tokenizer: pass "
-                                "Tokenizer.transform(texts), or build the model with "
-                                "RNN(..., tokenizer=fitted_tokenizer)")
-            return self.tokenizer.transform(X)
-        return X
-
-    def _batch(self, X, idx):
-        x, lengths = iterator_registry.make_batch(X, idx)
-        first = self.layers[0]
-        if hasattr(first, "n_features"):
-            if x.dtype.kind != "i":
-                raise TypeError(f"{type(first).__name__} takes token ids (ints); got "
-                                f"{x.dtype} values")
-            lo, hi = int(x.min(initial=0)), int(x.max(initial=0))
-            if lo < 0 or hi >= first.n_features:
-                bad = hi if hi >= first.n_features else lo
-                raise ValueError(
-                    f"token id {bad} is outside the range of {type(first).__name__}(n_features="
-                    f"{first.n_features}) (valid ids 0..{first.n_features - 1}); set n_features "
-                    "to the tokenizer's n_features")
-        elif x.dtype.kind != "f" or x.ndim != 3 or x.shape[2] != first.size:
-            raise ValueError(f"Generic(size={first.size}) takes real-valued sequences of shape "
-                             f"(examples, time, {first.size}); got a batch of shape {x.shape}")
-        return (torch.from_numpy(x).to(self.device),
-                torch.from_numpy(lengths).to(self.device), lengths)
-
-    def _targets(self, Y, lengths):
-        if self.per_step:
-            return targets.prepare_per_step(Y, self.cost, self.out_size, lengths)
-        return targets.prepare(Y, self.cost, self.out_size)
-
-    def _target_batch(self, Y, idx):
-        if self.per_step:
-            y, _ = iterator_registry.make_batch(Y, idx)
-        else:
-            y = Y[idx]
-        return torch.from_numpy(y).to(self.device)
-
-    def _scale_targets(self, Y):
-        """Regression through a linear output trains on standardized targets (set on the first
-        fit, undone by predict): the cost starts near 1 whatever the labels' units."""
-        last = self.layers[-1]
-        regression = self.cost in (cost_registry.MeanSquaredError, cost_registry.MeanAbsoluteError)
-        if not (regression and isinstance(last, Dense) and last.activation.lower() == "linear"):
-            return Y
-        if self.target_scale_ is None:
-            flat = np.concatenate(Y) if self.per_step else Y
-            std = flat.std(axis=0)
-            self.target_scale_ = (flat.mean(axis=0), np.where(std > 0, std, 1.0))
-        mean, std = self.target_scale_
-        if self.per_step:
-            return [((y - mean) / std).astype(np.float32) for y in Y]
-        return ((Y - mean) / std).astype(np.float32)
-
     # -- training ------------------------------------------------------------------------------
     def autocast(self) -> torch.autocast:
         """The context the training forward pass runs in: autocast to bfloat16 or float16 for
@@ -246,96 +182,6 @@ class RNN:
             out, y = out[mask], y[mask]
         cost = getattr(self, "_train_cost", None) if is_training(self.model) else None
         return (cost or self._logits_cost or self.cost)(y, out)
-
-    # -- documents longer than the iterator's max_tokens: read in chunks ----------------------
-    def _chunker(self, chunk: int | None = None) -> ChunkedStack | None:
-        """The stack read in chunks of ``chunk`` steps (default: the iterator's max_tokens), or
-        None when there is no budget or the stack cannot be chunked (``ChunkedStack.why_not``)."""
-        chunk = chunk or getattr(self.iterator, "max_tokens", None)
-        if not chunk or ChunkedStack.why_not(self.layers) is not None:
-            return None
-        return ChunkedStack(self.layers, chunk, is_training)
-
-    def _head(self, pooled: torch.Tensor, pre_act: bool = False, ids=None,
-              id_lengths=None) -> torch.Tensor:
-        """The layers above the top recurrent layer, on its pooled output (documents, size);
-        ``ids``/``id_lengths``: the documents' token ids, for the n-gram term if any."""
-        top = max(i for i, la in enumerate(self.layers) if la.is_recurrent)
-        x, lengths = pooled, None
-        for layer in self.layers[top + 1:-1]:
-            x, lengths = layer(x, lengths)
-        return self.model.head(x, lengths, pre_act, ids, id_lengths)
-
-    def _chunked_backward(self, chunker: ChunkedStack, x, lengths, y) -> torch.Tensor:
-        """Truncated BPTT on a batch of one long document: forward and backward in chunks
-        (gradients in ``.grad``); returns the cost."""
-        def loss_of(pooled):
-            return self._cost(self._head(pooled, self._logits_cost is not None, x, lengths),
-                              lengths, y)
-
-        backward: Callable[[torch.Tensor], None] = torch.Tensor.backward
-        if self.precision == "fp16":
-            if self._loss_scale is None:
-                self._loss_scale = updater_registry.LossScale()
-            backward = self._loss_scale.backward
-        return chunker.backward(x, loss_of, backward, self.autocast)
-
-    def _long_documents(self, X, trY, lengths, parallel: DataParallel | None = None):
-        """Training documents longer than the iterator's budget: counted and said (verbose),
-        trained in chunks when the stack allows it, else cut with ``Truncate(max_tokens)``
-        (always in a data-parallel fit, ``parallel``). Returns (X, trY, lengths)."""
-        budget = getattr(self.iterator, "max_tokens", None)
-        n_long = int((lengths > budget).sum()) if budget else 0
-        if not n_long or budget is None:
-            return X, trY, lengths
-        why, cut = ChunkedStack.why_not(self.layers), budget
-        if parallel is not None:  # fit_distributed (DDP)
-            why = "fit_distributed does not train in chunks"
-            # a batch must give every process an example: world_size such documents must fit
-            cut = max(1, budget // parallel.world_size)
-        if why is None:
-            if self.verbose >= 1:
-                print(f"{n_long} training document(s) longer than max_tokens={budget}: trained "
-                      f"in chunks of {budget} tokens (truncated BPTT, state carried)", flush=True)
-            return X, trY, lengths
-        from passage.preprocessing import Truncate  # preprocessing does not import models
-        warnings.warn(f"{n_long} training document(s) longer than max_tokens={budget} cannot be "
-                      f"trained in chunks ({why}): cut to {cut} tokens with "
-                      f"Truncate({cut}); raise the iterator's max_tokens, or pass "
-                      "len_filter=Truncate(...) yourself to choose how", UserWarning,
-                      stacklevel=3)
-        X, trY = Truncate(cut).filter(X, trY)
-        return X, trY, iterator_registry.sequence_lengths(X)
-
-    def _weighted_cost(self, class_weight, Y):
-        """The training cost with class weights applied (None: the plain cost)."""
-        if class_weight is None:
-            return None
-        w = targets.class_weights(class_weight, Y, self.cost, self.out_size, self.per_step)
-        return cost_registry.class_weighted(
-            self.cost, torch.tensor(w, dtype=torch.float32, device=self.device),
-            logits=self._logits_cost is not None)
-
-    def _validation_inputs(self, validation_data, validation_split, monitor):
-        """``validation_data`` as (inputs, labels), checked now rather than after an epoch of
-        training (raw texts tokenized once, not at every epoch)."""
-        if validation_data is None:
-            return None
-        if validation_split:
-            raise ValueError("give validation_data or validation_split, not both")
-        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (X, Y) of inputs and labels, got "
-                            f"{type(validation_data).__name__}")
-        vX, vY = self._inputs(validation_data[0], "validation_data[0]"), validation_data[1]
-        if not hasattr(vY, "__len__") or len(vY) != len(vX) or len(vX) == 0:
-            raise ValueError(f"validation_data has {len(vX)} examples and "
-                             f"{len(vY) if hasattr(vY, '__len__') else 'no'} labels: give a "
-                             "non-empty pair (X, Y) of the same length")
-        y = self._targets(vY, iterator_registry.sequence_lengths(vX))
-        if monitor == "roc_auc" and len(np.unique(np.concatenate(y) if self.per_step else y)) < 2:
-            raise ValueError("monitor='roc_auc' needs both classes among the validation labels; "
-                             "monitor 'accuracy' or 'cost', or validate on more examples")
-        return vX, vY
 
     def fit(self, trX, trY, batch_size=None, n_epochs=1, len_filter=None, snapshot_freq=1,
             path=None, *, validation_data=None, validation_split=0.0, patience=None,

@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture
 def kernel_dtypes(monkeypatch):
     """A list that records the dtype of the input of every fused recurrent kernel call."""
-    import passage.layers as layer_module
+    import passage.recurrent_layers as layer_module
 
     seen = []
     real = layer_module.scan_fused

@@ -119,10 +119,10 @@ def test_chunked_dropout_masks_match_between_the_two_passes():
 
 def _scan_widths(monkeypatch):
     """A list recording the (batch, steps) of every recurrent scan the layers run."""
-    from passage import layers, skip_padding
+    from passage import recurrent_layers, skip_padding
 
     seen = []
-    for module, name in ((layers, "scan_fused"), (layers, "scan_reference"),
+    for module, name in ((recurrent_layers, "scan_fused"), (recurrent_layers, "scan_reference"),
                          (skip_padding, "scan")):
         real = getattr(module, name)
 
