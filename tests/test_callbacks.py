@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from passage import NotFittedError
-from passage.layers import Dense, Embedding, GatedRecurrent, inference
+from passage.layers import Dense, Embedding, GatedRecurrent
 from passage.lm import LanguageModel
 from passage.models import RNN
 from passage.tagging import Tagger
@@ -145,31 +145,3 @@ def test_one_not_fitted_error():
         with pytest.raises(NotFittedError, match="fit"):
             call()
     assert issubclass(NotFittedError, ValueError) and issubclass(NotFittedError, AttributeError)
-
-
-def tables(model, n_tokens):
-    """The model's projection tables for n_tokens, asked as predict asks (inference)."""
-    model.model.eval()
-    with torch.inference_mode(), inference():
-        return model.model.projection_tables(n_tokens)
-
-
-def test_projection_tables_are_kept_while_the_weights_stay_and_remade_when_they_change():
-    model = small_model()
-    model.fit(X, Y, n_epochs=1)
-    first = tables(model, 10_000)
-    assert first is not None and tables(model, 1) is first  # kept: used for 1 token (10 ids)
-    before = model.predict(X)
-    model.fit(X, Y, n_epochs=1)  # the weights move: the kept tables are stale
-    assert tables(model, 1) is None  # forgotten, and too costly to make for 1 token
-    fresh = small_model()  # the same weights in a model that never made tables
-    fresh.model.load_state_dict(model.model.state_dict())
-    fresh.fitted_ = True
-    assert np.allclose(model.predict(X), fresh.predict(X), atol=1e-6)
-    assert not np.allclose(before, model.predict(X))
-    assert tables(model, 1) is not None  # predict made them for these weights
-    with torch.no_grad():  # a change in place of the embedding: they are stale
-        model.layers[0].weight.mul_(2.0)
-    assert tables(model, 1) is None
-    fresh.model.load_state_dict(model.model.state_dict())
-    assert np.allclose(model.predict(X), fresh.predict(X), atol=1e-6)
