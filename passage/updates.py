@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from passage._checks import check_real
 from passage.registry import lookup
 
 
@@ -59,6 +60,9 @@ class Update:
         self.clipnorm = clipnorm
         for k, v in {**self.defaults, **hyper}.items():
             setattr(self, k, v)
+        if "lr" in self.defaults:  # 0 would train nothing, silently; below 0 climbs the cost
+            check_real(f"{type(self).__name__}(lr=...)", self.lr, low=0.0, low_open=True,
+                       hint=" (the learning rate: a small positive number such as 1e-3)")
         self.optimizer: torch.optim.Optimizer | None = None
 
     def get_config(self) -> dict:

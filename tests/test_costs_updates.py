@@ -84,10 +84,18 @@ def test_clipnorm_and_regularizer():
     assert opt.step([w]) == pytest.approx(200.0)  # norm before clipping
     torch.testing.assert_close(w.detach(), torch.full((2, 2), 0.5))  # step of norm 1
     w = torch.nn.Parameter(torch.full((2, 3), 3.0))
-    opt = updates.SGD(lr=0.0, regularizer=updates.Regularizer(maxnorm=1.0))
+    opt = updates.SGD(lr=1e-12, regularizer=updates.Regularizer(maxnorm=1.0))
     w.sum().backward()
     opt.step([w])
     torch.testing.assert_close(w.norm(dim=1), torch.ones(2), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lr", [0, 0.0, -1e-3, float("nan"), float("inf")])
+def test_a_learning_rate_that_cannot_train_is_refused(lr):
+    with pytest.raises(ValueError, match=r"Adam\(lr=\.\.\.\) must be a finite number in \(0, "):
+        updates.Adam(lr=lr)
+    with pytest.raises(TypeError, match="must be a number"):
+        updates.SGD(lr="fast")
 
 
 def test_clipping_is_on_by_default():
