@@ -58,10 +58,11 @@ class Update:
     def __init__(self, regularizer: Regularizer | None = None, clipnorm: float = 1.0, **hyper):
         self.regularizer = regularizer if regularizer is not None else Regularizer()
         self.clipnorm = clipnorm
-        for k, v in {**self.defaults, **hyper}.items():
+        settings = {**self.defaults, **hyper}
+        for k, v in settings.items():
             setattr(self, k, v)
-        if "lr" in self.defaults:  # 0 would train nothing, silently; below 0 climbs the cost
-            check_real(f"{type(self).__name__}(lr=...)", self.lr, low=0.0, low_open=True,
+        if "lr" in settings:  # 0 would train nothing, silently; below 0 climbs the cost
+            check_real(f"{type(self).__name__}(lr=...)", settings["lr"], low=0.0, low_open=True,
                        hint=" (the learning rate: a small positive number such as 1e-3)")
         self.optimizer: torch.optim.Optimizer | None = None
 
