@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -114,7 +115,10 @@ class LabelCoding:
 
     @property
     def n_outputs(self) -> int:
-        return len(self.classes) if self.task == "multiclass" else 1
+        if self.task != "multiclass":
+            return 1
+        assert self.classes is not None  # a classification coding has its class names
+        return len(self.classes)
 
     def encode(self, labels) -> np.ndarray:
         """Class ids (int64) for classification, float32 values for regression."""
@@ -125,6 +129,7 @@ class LabelCoding:
                     raise ValueError(f"label {v!r} is not a number, but this model does "
                                      "regression")
             return np.asarray(keys, dtype=np.float32)
+        assert self.classes is not None  # a classification coding has its class names
         index = {canonical(c): i for i, c in enumerate(self.classes)}
         ids = np.empty(len(labels), dtype=np.int64)
         for i, v in enumerate(labels):
@@ -137,7 +142,8 @@ class LabelCoding:
 
     def decode(self, ids) -> list:
         """Class names for class ids."""
-        return [self.classes[int(i)] for i in ids]
+        classes = cast(list, self.classes)  # set for classification; a cast, so decode([]) is []
+        return [classes[int(i)] for i in ids]
 
     def output_ids(self, outputs: np.ndarray) -> np.ndarray:
         """Model outputs (examples, units) -> class ids, or the predicted values (regression)."""
@@ -182,10 +188,11 @@ class LabelCoding:
     def check_outputs(self, n_outputs: int) -> None:
         """Refuse a model whose output layer cannot give this coding's predictions (e.g. a
         metadata of 3 classes on a layer with 1 output)."""
-        expected = 1 if self.task in ("binary", "regression") else len(self.classes)
+        classes = cast(list, self.classes)  # None for a regression, which does not read it
+        expected = 1 if self.task in ("binary", "regression") else len(classes)
         if n_outputs != expected and not (self.task == "binary" and n_outputs == 2):
             what = ("1 output" if self.task == "regression" else
-                    f"{len(self.classes)} classes ({_show(self.classes)})")
+                    f"{len(classes)} classes ({_show(classes)})")
             raise ValueError(f"the model's metadata says {self.task} with {what}, but its "
                              f"output layer has {n_outputs} unit(s): the file is inconsistent;"
                              " train the model again")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from typing import cast
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 
 from passage._checks import check_int, check_real
 from passage.exceptions import NotFittedError
-from passage.layers import AdaptiveSoftmax, Dense, full_precision, inference
+from passage.layers import AdaptiveSoftmax, Dense, Embedding, OneHot, full_precision, inference
 from passage.models import RNN
 from passage.preprocessing import END, PAD, UNK
 from passage.registry import register_model
@@ -108,7 +109,7 @@ class LanguageModel(RNN):
         if not parts:
             raise ValueError("cannot train a language model on an empty list of documents")
         ids = np.concatenate(parts)
-        n = self.layers[0].n_features
+        n = cast("Embedding | OneHot", self.layers[0]).n_features  # see __init__
         if ids.min() < 0 or ids.max() >= n:
             raise ValueError(f"token ids must be in 0..{n - 1} (the input layer's n_features)")
         return ids
@@ -144,8 +145,10 @@ class LanguageModel(RNN):
         return sum(layer.is_recurrent for layer in self.layers)
 
     # -- training ------------------------------------------------------------------------------
-    def fit(self, X, Y=None, batch_size: int = 32, n_epochs: int = 1, *, validation_data=None,
-            patience: int | None = None, lr_decay: float = 1.0,
+    # Not RNN.fit's signature, on purpose: no labels (Y stays None) and options of a language
+    # model's own (see the docstring)
+    def fit(self, X, Y=None, batch_size: int = 32, n_epochs: int = 1, *,  # type: ignore[override]
+            validation_data=None, patience: int | None = None, lr_decay: float = 1.0,
             decay_after: int | None = None, callbacks=None):
         """Train on documents ``X`` (texts or id lists, or one id stream); returns the cost of
         every segment. The arguments line up with ``RNN.fit(trX, trY, batch_size, n_epochs)``;
@@ -276,7 +279,7 @@ class LanguageModel(RNN):
             raise TypeError(f"prompt must be a text or a list of token ids, got "
                             f"{type(prompt).__name__}")
         ids = list(prompt)
-        n = self.layers[0].n_features
+        n = cast("Embedding | OneHot", self.layers[0]).n_features  # see __init__
         for i, t in enumerate(ids):
             if isinstance(t, bool) or not isinstance(t, int | np.integer):
                 raise TypeError(f"prompt[{i}] is {t!r}: a prompt of ids holds ints")
@@ -299,7 +302,8 @@ class LanguageModel(RNN):
 
     def _decode(self, ids: list[int]) -> str:
         """Ids to text, each END a line break between documents."""
-        docs, cur = [], []
+        docs: list[list[int]] = []
+        cur: list[int] = []
         for i in ids:
             if i == END:
                 docs.append(cur)

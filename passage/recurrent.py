@@ -71,7 +71,7 @@ def gate_scale_vector(kind: str, size: int, scale: float, device=None, dtype=Non
 
 
 try:
-    from passage import _gru as _fused_step
+    from passage import _gru as _fused_step  # type: ignore[attr-defined]
 except ImportError:  # installed without a C compiler: the steps run as PyTorch ops
     _fused_step = None
 
@@ -145,7 +145,8 @@ def _forward_fused(gi, h0, w_hh, b_hh):
     gi = gi.contiguous()
     hs = gi.new_empty(steps + 1, batch, size)
     hs[0] = h0
-    rz, n, gh_n = gi.new_empty(steps, batch, 2 * size), *gi.new_empty(2, steps, batch, size)
+    rz = gi.new_empty(steps, batch, 2 * size)
+    n, gh_n = gi.new_empty(2, steps, batch, size)
     gh = gi.new_empty(batch, three)  # this step's h @ w_hh.T + b_hh
     w, b = w_hh.t().contiguous(), b_hh.contiguous()
     item, bf16 = gi.element_size(), gi.dtype == torch.bfloat16
@@ -270,8 +271,10 @@ def scan_reference(kind: str, x: torch.Tensor, state: tuple[torch.Tensor, ...],
         else:
             h = activation(xw[:, t] + hw)
         outs.append(h)
-    final = (h, c) if kind == "lstm" else (h,)
-    return torch.stack(outs, dim=1), final
+    if kind == "lstm":
+        assert c is not None  # state[1], the cell
+        return torch.stack(outs, dim=1), (h, c)
+    return torch.stack(outs, dim=1), (h,)
 
 
 # -- documents longer than the batch budget: the scan in chunks, carrying the state -------------
@@ -339,6 +342,7 @@ class ChunkedStack:
         Returns the top layer's outputs (1, steps, size)."""
         lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
         k = 0
+        assert self.top is not None  # why_not: there is a recurrent layer
         for i, layer in enumerate(self.layers[:self.top + 1]):
             if layer.is_recurrent:
                 d = layer.directions[direction if i == self.top else 0]
@@ -352,6 +356,7 @@ class ChunkedStack:
 
     def _passes(self, x) -> list[tuple[int, torch.Tensor]]:
         """(direction index, the document as that direction reads it) of the top layer."""
+        assert self.top is not None
         top = self.layers[self.top]
         return [(i, x.flip(1) if rev else x) for i, rev in enumerate(top.reversed)]
 
@@ -362,6 +367,7 @@ class ChunkedStack:
         """The top recurrent layer's pooled output (1, out_size) for one document ``x`` (1,
         steps[, features]) read in chunks. ``record``: also, per direction, what ``backward``
         needs (each chunk's starting states and random state, the max's tie counts)."""
+        assert self.top is not None
         how = self.layers[self.top].pool
         outs, records = [], []
         for direction, seq in self._passes(x):
@@ -379,12 +385,14 @@ class ChunkedStack:
                     if acc is None:
                         acc, count = m, n
                     else:
+                        assert count is not None  # set with acc
                         count = torch.where(m > acc, n, count + torch.where(m == acc, n, 0))
                         acc = torch.maximum(acc, m)
                 elif how == "mean":
                     acc = out.sum(1) if acc is None else acc + out.sum(1)
                 else:
                     acc = out[:, -1]
+            assert acc is not None  # _spans gives at least one chunk
             if how == "mean":
                 acc = acc / max(seq.shape[1], 1)
             outs.append(acc)
@@ -408,6 +416,7 @@ class ChunkedStack:
         backward(loss)
         if leaf.grad is None:
             return loss.detach()
+        assert self.top is not None
         how, size = self.layers[self.top].pool, self.layers[self.top].size
         for direction, seq in self._passes(x):
             grad = leaf.grad[:, direction * size:(direction + 1) * size]

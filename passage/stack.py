@@ -7,15 +7,27 @@ projection kept as tables while the weights stay the same).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 from torch import nn
 
 from passage.layers import Dense, Embedding, Layer, full_precision, output_size
 from passage.wide import NgramLinear
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from passage.recurrent_layers import _Direction, _Recurrent
+
 
 class Stack(nn.Module):
     """The layers as one module: ids or vectors in, outputs (or pre-activations) out."""
+
+    layers: nn.ModuleList  # of Layer, the input layer first
+    wide: NgramLinear | None
+    _tables: tuple[str, list[torch.Tensor], list[torch.Tensor]] | None
+    _fixed: bool
 
     def __init__(self, layers: list[Layer], wide: NgramLinear | None = None):
         super().__init__()
@@ -32,7 +44,9 @@ class Stack(nn.Module):
         ids, id_lengths = x, lengths
         k, layers = 0, self.layers[:-1]
         if states is None and self._reads_ids():
-            x, lengths = layers[1].infer(x, lengths, embedding=layers[0], tables=tables)
+            recurrent = cast("_Recurrent", layers[1])
+            x, lengths = recurrent.infer(x, lengths, embedding=cast(Embedding, layers[0]),
+                                         tables=tables)
             layers = layers[2:]
         for layer in layers:
             if states is not None and layer.is_recurrent:
@@ -50,14 +64,15 @@ class Stack(nn.Module):
         if self.wide is None:
             return last(x, lengths, pre_act=True)[0] if pre_act else last(x, lengths)[0]
         z = last(x, lengths, pre_act=True)[0] + self.wide(ids, id_lengths)
-        return z if pre_act else last.act(full_precision(z))
+        return z if pre_act else cast(Dense, last).act(full_precision(z))  # see check_wide
 
     def _reads_ids(self) -> bool:
         """An Embedding then a recurrent layer that can skip padding: inference then feeds the
         token ids to the recurrent layer, which embeds (or looks up projections) per step."""
-        first, second = self.layers[0], self.layers[1] if len(self.layers) > 2 else None
+        first = self.layers[0]
+        second = cast("Layer | None", self.layers[1] if len(self.layers) > 2 else None)
         return (type(first) is Embedding and second is not None and second.is_recurrent
-                and second.skips_padding(first.weight))
+                and cast("_Recurrent", second).skips_padding(first.weight))
 
     def projection_tables(self, n_tokens: int) -> list | None:
         """For inference on ``n_tokens`` tokens: the first recurrent layer's projection of the
@@ -68,10 +83,11 @@ class Stack(nn.Module):
         predicting again and again with the same weights makes them once. The comparison reads
         the embedding once, which costs about as much as projecting n_features / 16 tokens:
         fewer tokens than that are projected directly."""
-        if not self._reads_ids() or 16 * n_tokens < self.layers[0].n_features:
+        if not self._reads_ids() or 16 * n_tokens < cast(Embedding, self.layers[0]).n_features:
             return None
-        embedding, recurrent = self.layers[0], self.layers[1]
-        weights = [embedding.weight] + [w for d in recurrent.directions for w in (d.w_ih, d.b_ih)]
+        embedding, recurrent = cast(Embedding, self.layers[0]), cast("_Recurrent", self.layers[1])
+        directions = cast("Iterable[_Direction]", recurrent.directions)
+        weights = [embedding.weight] + [w for d in directions for w in (d.w_ih, d.b_ih)]
         kept = getattr(self, "_tables", None)  # (gate activation, weights copied, tables)
         if kept is not None and getattr(self, "_fixed", False):
             return kept[2]
@@ -93,8 +109,8 @@ class Stack(nn.Module):
         service that loaded its own copy of a model), where the comparison is a tenth of a
         small batch's time. Returns the tables (None when this stack reads no ids)."""
         self._fixed = False
-        tables = self.projection_tables(self.layers[0].n_features) if self._reads_ids() \
-            else None
+        tables = self.projection_tables(cast(Embedding, self.layers[0]).n_features) \
+            if self._reads_ids() else None
         self._fixed = tables is not None
         return tables
 
@@ -127,7 +143,8 @@ def build_stack(layers: list[Layer], wide: NgramLinear | None = None) -> Stack:
     n_in = output_size(layers[0])
     for i, layer in enumerate(layers[1:], start=1):
         if layer.is_recurrent:
-            layer.sequence_out = layer.seq_output or any(lr.is_recurrent for lr in layers[i + 1:])
+            rec = cast("_Recurrent", layer)
+            rec.sequence_out = rec.seq_output or any(lr.is_recurrent for lr in layers[i + 1:])
         if not hasattr(layer, "n_in") or layer.n_in != n_in:
             layer.connect(n_in)
         n_in = output_size(layer)

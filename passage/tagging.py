@@ -24,7 +24,7 @@ import numpy as np
 from passage._checks import check_dropout, check_int, check_real, missing_positions, positions
 from passage.exceptions import NotFittedError
 from passage.files import open_text
-from passage.layers import Dense, FeatureEmbedding, GatedRecurrent, LstmRecurrent
+from passage.layers import Dense, FeatureEmbedding, GatedRecurrent, Layer, LstmRecurrent
 from passage.models import RNN
 from passage.updates import Adam
 
@@ -35,7 +35,9 @@ def read_conllu(path: str | os.PathLike, column: str = "upos"):
     col = {"upos": 3, "xpos": 4}.get(column)
     if col is None:
         raise ValueError(f"column must be 'upos' or 'xpos', got {column!r}")
-    sentences, tags, words, labels = [], [], [], []
+    sentences, tags = [], []
+    words: list[str] = []
+    labels: list[str] = []
     with open_text(path, what="CoNLL-U file") as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip("\n")
@@ -64,7 +66,7 @@ def read_conllu(path: str | os.PathLike, column: str = "upos"):
 def word_shape(word: str) -> str:
     """Capitalisation and character classes, runs collapsed: 'McDonald' -> 'XxXx',
     'U.S.' -> 'X.X.', '1,000' -> 'd,d'."""
-    out = []
+    out: list[str] = []
     for ch in word[:12]:
         c = "X" if ch.isupper() else "x" if ch.islower() else "d" if ch.isdigit() else ch
         if not out or out[-1] != c:
@@ -99,7 +101,7 @@ class WordFeatures:
         check_int("min_df", self.min_df)
         check_int("suffix", self.suffix, 0, hint=" (longest suffix used as a feature)")
         check_int("min_df_affix", self.min_df_affix)
-        counts = [Counter() for _ in range(self.n_slots)]
+        counts: list[Counter[str]] = [Counter() for _ in range(self.n_slots)]
         for sent in sentences:
             for word in sent:
                 for c, key in zip(counts, self._slots(word), strict=True):
@@ -204,7 +206,8 @@ class Tagger:
                 raise ValueError("every validation sentence is empty: give validation_data "
                                  "with tokens, or None")
         rec = LstmRecurrent if self.layer == "lstm" else GatedRecurrent
-        layers = [FeatureEmbedding(self.embedding_size, features.n_features_, features.n_slots)]
+        layers: list[Layer] = [
+            FeatureEmbedding(self.embedding_size, features.n_features_, features.n_slots)]
         layers += [rec(self.size, direction="bi", seq_output=True, p_drop=self.p_drop)
                    for _ in range(self.depth)]
         layers.append(Dense(len(names), "softmax", p_drop=self.p_drop))

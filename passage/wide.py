@@ -48,6 +48,8 @@ def bigram_rows(first: torch.Tensor, second: torch.Tensor, n_features: int,
 class NgramLinear(nn.Module):
     """The linear n-gram term (see the module docstring)."""
 
+    idf: torch.Tensor  # a buffer, set by fit_term
+
     def __init__(self, n_features: int, n_out: int, buckets: int = 1 << 18):
         super().__init__()
         check_int("NgramLinear(n_features=...)", n_features)
@@ -121,7 +123,8 @@ def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
     used_rows = torch.from_numpy(used).long().to(model.device)
     lower = monitor in ("cost", "mse", "mae")
     chosen = len(strengths) // 2 if val is None else None
-    best, scores = None, {}
+    best: tuple[float | None, float, torch.Tensor, torch.Tensor] | None = None
+    scores = {}
     for k, strength in enumerate(sorted(strengths)):
         penalty = 1.0 / (2.0 * strength * n)
         _lbfgs(matrix, y, cost, weight, bias, penalty, max_iter, history)
@@ -136,10 +139,12 @@ def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
         out = activated(model, torch.from_numpy(z)).numpy()
         score = metrics.scores(model.cost, val[1], out)[monitor]
         scores[strength] = score
-        if best is None or (score < best[0] if lower else score > best[0]):
+        # best[0] is None only without validation data, which does not come here
+        if best is None or best[0] is None or (score < best[0] if lower else score > best[0]):
             best = (score, strength, bias.detach().clone(), weight.detach().clone())
     with torch.no_grad():
         term.weight.zero_()
+        assert best is not None  # strengths is not empty
         term.weight[used_rows] = best[3]
     term.weight.grad = None
     return {"bias": best[2], "C": best[1], "scores": scores}
