@@ -24,15 +24,9 @@ except ImportError:  # pragma: no cover - this module is then only imported, nev
     onnx = TensorProto = helper = numpy_helper = None
 
 from passage import activations
-from passage.layers import (
-    Dense,
-    Embedding,
-    FeatureEmbedding,
-    Generic,
-    OneHot,
-    _Recurrent,
-)
+from passage.layers import Dense, Embedding, FeatureEmbedding, Generic, OneHot
 from passage.recurrent import gate_scale_vector
+from passage.recurrent_layers import _Recurrent
 from passage.wide import HASH_MULTIPLIER
 
 OPSET = 17

@@ -94,6 +94,7 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.exceptions import HTTPException
     from starlette.middleware.cors import CORSMiddleware
+    from starlette.requests import Request
 
     from passage.parallel import one_core, thread_count_kept
 
@@ -130,7 +131,7 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
         return JSONResponse({"error": message, "status": status}, status, headers=headers)
 
     def guarded(fn: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
-        async def run(request: fastapi.Request):
+        async def run(request: Request):
             try:
                 return await fn(request)
             except ApiError as e:
@@ -148,7 +149,7 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
         return run
 
     @guarded
-    async def predict(request: fastapi.Request):
+    async def predict(request: Request):
         """Predict one text or a list of texts (batched with concurrent requests)."""
         texts, single, top_k = parse_predict(await read_json(request, limits), limits)
         outputs = await batcher.submit(texts)
@@ -163,7 +164,7 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
     @app.post("/trace", openapi_extra=schema.body(schema.TraceRequest),
               responses=schema.answers(schema.TraceResponse))
     @guarded
-    async def trace(request: fastapi.Request):
+    async def trace(request: Request):
         """The prediction after every token of one text, with offsets and colours."""
         text = parse_trace(await read_json(request, limits), limits)
         return JSONResponse(await batcher.call(lambda: predictor.trace(text)))
@@ -179,7 +180,7 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
 
     @app.get("/ready", responses={503: {"description": "not warmed up yet, or stopping"}})
     @guarded
-    async def ready(request: fastapi.Request):
+    async def ready(request: Request):
         """The model is loaded and has answered a first prediction."""
         if not state["ready"]:
             await warm_up()

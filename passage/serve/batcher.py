@@ -130,14 +130,15 @@ class Batcher:
 
     async def submit(self, texts: list) -> list:
         """The results of ``run`` for these texts, computed in some batches."""
-        return await self._put(_Job(asyncio.get_running_loop(), None, list(texts)))
+        loop = asyncio.get_running_loop()
+        return await self._put(_Job(loop, loop.create_future(), list(texts)))
 
     async def call(self, fn: Callable[[], object]):
         """``fn()`` run on a worker thread, between batches."""
-        return await self._put(_Job(asyncio.get_running_loop(), None, [], fn))
+        loop = asyncio.get_running_loop()
+        return await self._put(_Job(loop, loop.create_future(), [], fn))
 
     async def _put(self, job: _Job):
-        job.future = job.loop.create_future()
         if not any(t.is_alive() for t in self._threads):
             self.start()
         step = self.max_batch_size
@@ -213,6 +214,7 @@ class Batcher:
         return n
 
     def _run_call(self, job: _Job) -> None:
+        assert job.fn is not None
         try:
             result, error = job.fn(), None
         except Exception as e:  # handed to the request that asked
@@ -243,7 +245,7 @@ class Batcher:
         with self._cond:
             if job.failed:
                 return
-            if error is not None:
+            if error is not None or part is None:
                 job.failed = True
             else:
                 job.results[piece.start:piece.end] = part

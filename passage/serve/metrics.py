@@ -17,6 +17,7 @@ import bisect
 import math
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -44,7 +45,7 @@ class _Metric:
     def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()):
         self.name, self.help, self.label_names = name, help, tuple(labels)
         self._lock = threading.Lock()
-        self._values: dict[tuple, object] = {}
+        self._values: dict[tuple, Any] = {}  # label values -> a count, or (buckets, sum)
 
     def _key(self, labels: dict) -> tuple:
         if set(labels) != set(self.label_names):
@@ -53,6 +54,9 @@ class _Metric:
 
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+
+    def lines(self) -> list[str]:
+        raise NotImplementedError
 
 
 class Counter(_Metric):
@@ -67,7 +71,7 @@ class Counter(_Metric):
 
     def value(self, **labels) -> float:
         with self._lock:
-            return self._values.get(self._key(labels), 0)
+            return float(self._values.get(self._key(labels), 0))
 
     def lines(self) -> list[str]:
         with self._lock:

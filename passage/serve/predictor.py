@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -159,7 +160,8 @@ class Predictor:
         return [{"label": self.coding_.classes[i], "score": float(proba[i])} for i in order]
 
     def _tags(self, text: str, words: list[str], probs: np.ndarray) -> list[dict]:
-        where = spans(text, words) or [(None, None)] * len(words)
+        where: Sequence[tuple[int | None, int | None]] = (spans(text, words)
+                                                          or [(None, None)] * len(words))
         best = probs.argmax(-1)
         return [{"entity": self.tagger_.tags_[k], "score": float(probs[i, k]), "index": i,
                  "word": w, "start": s, "end": e}
@@ -179,7 +181,8 @@ class Predictor:
             raise InputError(f"the text has {n} tokens; this model reads backwards too, so a "
                              f"trace predicts every prefix: send at most {TRACE_PREFIX_LIMIT}")
         tr = trace(self.rnn_, text, self.coding_)
-        where = spans(text, tr.tokens) or [(None, None)] * len(tr.tokens)
+        where: Sequence[tuple[int | None, int | None]] = (spans(text, tr.tokens)
+                                                          or [(None, None)] * len(tr.tokens))
         tokens = []
         for i, (token, (s, e)) in enumerate(zip(tr.tokens, where, strict=True)):
             item = {"token": token, "start": s, "end": e, "value": float(tr.values[i]),

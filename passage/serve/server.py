@@ -3,6 +3,7 @@ SIGTERM or Ctrl-C, let in-flight requests finish, then return (exit status 0).""
 
 from __future__ import annotations
 
+import math
 import signal
 import socket
 import sys
@@ -41,8 +42,8 @@ def run(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
     shown = sock.getsockname()
     print(f"passage serve: listening on http://{_url_host(shown[0])}:{shown[1]}",
           file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=drain_seconds,
-                            lifespan="on")
+    config = uvicorn.Config(app, log_level=log_level, lifespan="on",
+                            timeout_graceful_shutdown=math.ceil(drain_seconds))
     server = uvicorn.Server(config)
     # uvicorn raises the signal again once it has shut down; a handler of our own takes it, so
     # a drained SIGTERM ends the process with status 0 rather than killed by the signal
