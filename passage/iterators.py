@@ -8,7 +8,8 @@ Every iterator builds batches under a token budget, as fairseq's ``max_tokens``:
 most ``size`` sequences and at most ``max_tokens`` padded positions (rows x its longest length), so
 a batch of very long documents holds fewer of them and memory does not grow with the longest
 document. A single sequence longer than the budget gets a batch of its own; ``RNN.fit`` trains it
-in chunks (truncated BPTT, see ``passage.recurrent.ChunkedStack``). ``max_tokens=None``: no budget.
+in chunks (truncated BPTT, see ``passage.long_documents.ChunkedStack``). ``max_tokens=None``:
+no budget.
 The default (``DEFAULT_MAX_TOKENS``, 64 x 2048) leaves 64-review IMDB batches as they were except
 the few that hold a review of more than 2,048 tokens (see docs/memory.md).
 

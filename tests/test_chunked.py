@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from passage import recurrent
 from passage.iterators import SortedPadded
 from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent, SimpleRecurrent
+from passage.long_documents import ChunkedStack
 from passage.models import RNN
-from passage.recurrent import ChunkedStack, pool_steps, scan_reference
+from passage.recurrent import pool_steps, scan_reference
 
 RECURRENT = [SimpleRecurrent, GatedRecurrent, LstmRecurrent]
 
@@ -209,7 +209,7 @@ def test_why_not_names_what_cannot_be_chunked():
     assert "runs backward" in ChunkedStack.why_not(bi_below)
     ok = [Embedding(size=3, n_features=9), GatedRecurrent(size=3, direction="bi"), Dense(size=1)]
     assert ChunkedStack.why_not(ok) is None
-    assert recurrent.ChunkedStack.why_not([Embedding(size=3, n_features=9), Dense(size=1)])
+    assert ChunkedStack.why_not([Embedding(size=3, n_features=9), Dense(size=1)])
 
 
 def make_budget_model():  # module level: fit_distributed's workers import it from here
