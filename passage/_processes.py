@@ -170,7 +170,7 @@ def _cleanup_on_sigterm() -> Iterator[None]:
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
-    fired = []
+    fired: list[int] = []
 
     def on_sigterm(signum, frame):
         if not fired:  # a second SIGTERM must not break the cleanup the first one started
@@ -203,7 +203,8 @@ def remove_stale_job_folders(tmp_root: str | None = None) -> list[str]:
     (SIGKILL leaves no chance to clean up): folders of ours whose owner, on this machine and
     in this pid namespace, no longer exists. Returns the folders removed."""
     root = tmp_root or tempfile.gettempdir()
-    me, removed, uid = _owner(), [], getattr(os, "getuid", lambda: None)()
+    removed: list[str] = []
+    me, uid = _owner(), getattr(os, "getuid", lambda: None)()
     try:
         names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
     except OSError:

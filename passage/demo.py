@@ -11,6 +11,7 @@ import argparse
 import os
 import tempfile
 import time
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from passage.datasets import load_imdb_sample
 from passage.options import TextModelOptions
 from passage.recipe import fit_text_model
 from passage.utils import load, save
+
+if TYPE_CHECKING:
+    from passage.recipe import RecipeRNN
 
 EXAMPLES = [
     "This movie was wonderful: a moving story, great acting, and a beautiful score.",
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 10% of the training reviews pick the best epoch and the blend; the test reviews are
     # only for the report
     options = TextModelOptions(n_epochs=args.epochs, seed=args.seed, verbose=1)
-    model = fit_text_model(train_text, train_labels, options=options)
+    model = cast("RecipeRNN", fit_text_model(train_text, train_labels, options=options))
     tokenizer = model.tokenizer
     print(f"vocabulary: {tokenizer.n_features} ids, {tokenizer.unk_rate_:.1%} of tokens UNK")
     blend = model.linear_

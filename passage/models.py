@@ -89,7 +89,7 @@ class RNN(InputsMixin, LongDocumentsMixin):
 
     # set by fit, load or the builders of a model, when they apply (read with getattr/hasattr)
     history_: list[dict]
-    best_epoch_: int
+    best_epoch_: int | None  # (None after a refit whose first run never improved)
     last_epoch_: dict
     extra_: dict | None
     pretrained_layers_: int

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -38,6 +39,16 @@ BATCH_TOKENS = 32768  # padded positions per training batch (longer documents: i
 RECURRENT = {"gru": GatedRecurrent, "lstm": LstmRecurrent, "simple": SimpleRecurrent}
 OUTPUTS = {"binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce"),
            "regression": ("linear", "mse")}
+
+if TYPE_CHECKING:
+    class RecipeRNN(RNN):
+        """For type checkers only: an RNN with the attributes the recipe sets on it."""
+
+        monitor_: str  # what picked the epoch kept
+        n_truncated_: int  # training texts cut by ``truncate``
+        linear_: dict  # the blend's weights and validation scores (see ``blend``)
+        validation_outputs_: np.ndarray  # a refitted model's: the validated model's outputs
+        refit_: dict  # a refitted model's: texts and epochs of the second run
 
 
 def build_text_model(task: str, n_outputs: int, tokenizer: Tokenizer,
@@ -125,7 +136,7 @@ def fit_encoded(texts, y, task: str, n_outputs: int, options: TextModelOptions |
     tokenizer = _tokenizer(options)
     tokenizer.fit([texts[i] for i in train_idx])
     tokens = tokenizer.transform(texts, as_array=True)  # flat int32 ids: a fraction of lists
-    model = build_text_model(task, n_outputs, tokenizer, options)
+    model = cast("RecipeRNN", build_text_model(task, n_outputs, tokenizer, options))
     validation = None
     if split is not None:
         validation = (tokens.take(split[1]), y[split[1]])
@@ -141,6 +152,7 @@ def fit_encoded(texts, y, task: str, n_outputs: int, options: TextModelOptions |
     model.monitor_ = monitor  # what picked the epoch kept
     model.n_truncated_ = cut.n_cut_ if cut is not None else 0  # training texts cut
     if options.refit and split is not None:
+        assert validation is not None  # set above when there is a split
         outputs = model.predict(validation[0])
         del train_tokens, validation  # the first run's data, before the second one's
         model = _refit(model, texts, y, task, n_outputs, options, class_weight, linear,
@@ -148,8 +160,8 @@ def fit_encoded(texts, y, task: str, n_outputs: int, options: TextModelOptions |
     return model
 
 
-def _refit(first: RNN, texts, y, task: str, n_outputs: int, options: TextModelOptions,
-           class_weight, linear: dict | None, validation_outputs) -> RNN:
+def _refit(first: RecipeRNN, texts, y, task: str, n_outputs: int, options: TextModelOptions,
+           class_weight, linear: dict | None, validation_outputs) -> RecipeRNN:
     """The model again, on every text (the validation part too), with what validation chose:
     the vocabulary, then the linear term's C, the RNN's best number of epochs, the blend's
     weights. ``history_``, ``best_epoch_``, ``linear_`` and ``validation_outputs_`` (the
@@ -157,16 +169,18 @@ def _refit(first: RNN, texts, y, task: str, n_outputs: int, options: TextModelOp
     first.model.forget_tables()  # its inference tables: not needed again
     tokenizer = _tokenizer(options)
     tokens = tokenizer.fit_transform(texts, as_array=True)
-    model = build_text_model(task, n_outputs, tokenizer, options)
+    model = cast("RecipeRNN", build_text_model(task, n_outputs, tokenizer, options))
     epochs = getattr(first, "best_epoch_", None) or len(first.history_) or options.n_epochs
     bias = None
     if model.wide is not None:
+        assert linear is not None  # the first model had the term too: the same options
         bias = fit_term(model, tokens, y, strengths=(linear["C"],))["bias"]
     cut = _fit_rnn(model, tokens, y, options, epochs, first.monitor_, class_weight)
     if bias is not None:
         a, b = first.linear_["weights"]
         _fold(model, bias, a, b, first.linear_["offset"])
         model.linear_ = first.linear_
+    # best_epoch_ is None if no epoch of the first run improved
     model.history_, model.best_epoch_ = first.history_, getattr(first, "best_epoch_", None)
     model.monitor_, model.n_truncated_ = first.monitor_, cut.n_cut_ if cut is not None else 0
     model.validation_outputs_ = validation_outputs
@@ -178,10 +192,10 @@ def _fold(model: RNN, linear_bias, a: float, b: float, c) -> None:
     """Fold the blend ``a * linear + b * rnn + c`` into the term and the output layer."""
     import torch
 
-    last = model.layers[-1]
+    last = cast(Dense, model.layers[-1])
     c = torch.as_tensor(c, dtype=last.b.dtype)
     with torch.no_grad():
-        model.wide.weight.mul_(a)
+        cast(NgramLinear, model.wide).weight.mul_(a)  # a model with the term
         last.w.mul_(b)
         last.b.copy_(b * last.b + a * linear_bias + c)
 
@@ -232,19 +246,20 @@ def blend(model: RNN, linear_bias, validation, monitor: str, verbose: int = 0) -
             out = activated(model, z).numpy()
             table[name] = metrics.scores(model.cost, targets, out)[monitor]
     _fold(model, linear_bias, a, b, c)
-    model.linear_ = {"weights": [float(a), float(b)], "offset": [float(v) for v in c],
-                     **{f"val_{monitor}_{k}": v for k, v in table.items()}}
+    cast("RecipeRNN", model).linear_ = {
+        "weights": [float(a), float(b)], "offset": [float(v) for v in c],
+        **{f"val_{monitor}_{k}": v for k, v in table.items()}}
     if verbose and table:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in table.items())
         print(f"validation {monitor}: {shown} (weights: linear {a:.3f}, rnn {b:.3f})",
               file=sys.stderr)
-    return model.linear_
+    return cast("RecipeRNN", model).linear_
 
 
 def _logits(model: RNN, outputs: np.ndarray) -> np.ndarray:
     """The output layer's pre-activations (standardized units for regression) from
     ``predict``'s outputs: inverse sigmoid, log of softmax, or the value."""
-    act = model.layers[-1].activation.lower()
+    act = cast(Dense, model.layers[-1]).activation.lower()
     out = np.asarray(outputs, np.float64)
     if act == "sigmoid":
         p = np.clip(out, 1e-7, 1 - 1e-7)

@@ -63,6 +63,7 @@ class Lexicon:
         lex = cls(key_fn)
         tokens = [tok for tok in encoder if tok]  # '' is never a token
         chunk = chunk_of_tokens(tokens, key_fn)
+        assert chunk.keys is not None  # set by Chunk.__post_init__
         if len(np.unique(chunk.keys)) < len(chunk.keys):
             raise KeyCollision
         ids = np.fromiter(map(encoder.__getitem__, tokens), np.int64, count=len(tokens))
@@ -76,6 +77,7 @@ class Lexicon:
 
     def add(self, chunk: Chunk, rows: np.ndarray) -> None:
         """Give the next ids, in order, to the tokens ``rows`` of ``chunk`` (new, distinct)."""
+        assert chunk.keys is not None  # set by Chunk.__post_init__
         keys = chunk.keys[rows]
         self.table.insert(keys, np.arange(self.n, self.n + len(rows), dtype=np.int32))
         self.key_of.append(keys)
@@ -111,6 +113,7 @@ class Lexicon:
     def find(self, tokens: Sequence[str]) -> list[int]:
         """Ids of these tokens, -1 for those not in the lexicon."""
         chunk = chunk_of_tokens(list(tokens), self.key_fn)
+        assert chunk.keys is not None  # set by Chunk.__post_init__
         ids = self.table.lookup(chunk.keys)
         ids[self.long.mismatched(chunk, ids)] = -1
         ids[chunk.lengths == 0] = -1
@@ -153,6 +156,7 @@ def _give_new_ids(lex: Lexicon, chunk: Chunk, ids: np.ndarray) -> None:
     new = np.flatnonzero(ids < 0)
     if not new.size:
         return
+    assert chunk.keys is not None  # set by Chunk.__post_init__
     keys = chunk.keys[new]
     distinct = np.sort(keys)
     distinct = distinct[np.concatenate([[True], distinct[1:] != distinct[:-1]])]
@@ -210,6 +214,7 @@ def _encode_chunk(texts: list[str], lowercase: bool, character: bool,
                   lex: Lexicon) -> tuple[np.ndarray, np.ndarray]:
     """(ids, tokens per document) of some texts under a fixed lexicon, UNK for other tokens."""
     chunk = prepare_chunk(texts, lowercase, character, lex.key_fn)
+    assert chunk.keys is not None  # set by Chunk.__post_init__
     ids = lex.table.lookup(chunk.keys)
     ids[lex.long.mismatched(chunk, ids)] = -1  # a vocabulary token's hash, but other bytes
     ids[ids < 0] = UNK

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from typing import cast
 
 from passage.cli.common import (
     data_columns,
@@ -46,6 +47,7 @@ def cmd_showdown(args: argparse.Namespace) -> int:
             raise CLIError(f"--test-fraction {args.test_fraction} of {len(texts)} texts leaves "
                            "no test or no training texts; give --test FILE instead")
         order = np.random.default_rng(args.seed + 1).permutation(len(texts))
+        assert labels is not None  # --label-column always names a column here
         test_idx, train_idx = order[:n_test], order[n_test:]
         test_texts, test_labels = [texts[i] for i in test_idx], [labels[i] for i in test_idx]
         texts, labels = [texts[i] for i in train_idx], [labels[i] for i in train_idx]
@@ -74,13 +76,14 @@ def cmd_embeddings(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     coding = model_coding(model)
     if coding.task == "multiclass":
+        assert coding.classes is not None  # a classification coding has its class names
         raise CLIError("the embedding map colours words by the average label, which needs a "
                        "binary or regression model; this one has "
                        f"{len(coding.classes)} classes")
     text_column, label_column = data_columns(args, model)
     texts, labels = read_labelled(args.data, text_column, label_column, args)
     values = coding.encode(labels).astype(np.float64)
-    name = (f"share labelled {coding.classes[-1]!r}" if coding.task == "binary" else
+    name = (f"share labelled {cast(list, coding.classes)[-1]!r}" if coding.task == "binary" else
             f"average {label_column}")
     points = embedding_map(model, texts, values, args.out, n_words=args.words,
                            n_labels=args.labels, value_name=name, seed=args.seed,

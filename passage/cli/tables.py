@@ -27,7 +27,7 @@ import json
 import math
 import os
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -105,6 +105,7 @@ def read_data(path: str | os.PathLike, text_column: str = "text",
                     if _missing(label):
                         missing.append((n, label))
                         continue
+                    assert table.labels is not None  # a list when there is a label column
                     table.labels.append(label)
                 table.texts.append(text)
                 _keep(table, row, text_column, keep_all)
@@ -115,6 +116,7 @@ def read_data(path: str | os.PathLike, text_column: str = "text",
         raise ValueError(f"{path} is not a readable gzip file ({e}); "
                          "drop the .gz from its name if it is not compressed") from None
     if missing and not drop_missing:
+        assert label_column is not None  # rows miss a label only when there is a label column
         raise ValueError(_missing_message(path, label_column, missing))
     table.dropped = [n for n, _ in missing]
     if not table.texts:
@@ -170,7 +172,7 @@ def _missing(value) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
 
 
-def _json_rows(path: str, wanted: list[str]) -> Iterator[tuple[int, dict]]:
+def _json_rows(path: str, wanted: list[str]) -> Generator[tuple[int, dict], None, None]:
     with _open(path) as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
@@ -190,7 +192,8 @@ def _json_rows(path: str, wanted: list[str]) -> Iterator[tuple[int, dict]]:
             yield n, row
 
 
-def _delimited_rows(path: str, fmt: str, wanted: list[str]) -> Iterator[tuple[int, dict]]:
+def _delimited_rows(path: str, fmt: str,
+                    wanted: list[str]) -> Generator[tuple[int, dict], None, None]:
     """(line, row) of a CSV/TSV file. The csv module's field size limit is a process-wide
     setting: it is raised while this file is read and put back when the reading ends."""
     delimiter = "\t" if fmt == "tsv" else ","

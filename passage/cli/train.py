@@ -14,7 +14,7 @@ import io
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from passage.cli.common import (
     MONITORS,
@@ -32,6 +32,7 @@ from passage.options import AUTO_MONITOR, TextModelOptions
 
 if TYPE_CHECKING:
     from passage.labels import LabelCoding
+    from passage.recipe import RecipeRNN
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -41,6 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from passage.labels import LabelCoding
 
     texts, labels = read_labelled(args.data, args.text_column, args.label_column, args)
+    assert labels is not None  # --label-column always names a column here
     coding = LabelCoding.fit(labels, args.task)
     _monitor(args.monitor, coding.task)  # refused now if the task does not compute it
     options = TextModelOptions(
@@ -55,7 +57,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             else "binary",
             "multiclass": f"{coding.n_outputs} classes", "regression": "regression"}
     say(args, f"{len(texts):,} texts from {args.data}; task: {what[coding.task]}"
-         + (f" ({', '.join(map(str, coding.classes))})" if coding.task == "multiclass" else ""))
+         + (f" ({', '.join(map(str, cast(list, coding.classes)))})" if coding.task == "multiclass"
+            else ""))
     if args.baseline:
         _check_baseline(len(texts), options)
     start = time.perf_counter()
@@ -101,7 +104,9 @@ def _report_baseline(texts, labels, coding, options, model, seconds: float) -> N
     from passage.baseline import fit_on_split, validation_score
     from passage.recipe import validation_indices
 
-    train_idx, val_idx = validation_indices(len(texts), options)
+    split = validation_indices(len(texts), options)
+    assert split is not None  # _check_baseline refused options that hold no texts out
+    train_idx, val_idx = split
     y = coding.encode(labels)
     val_texts = [texts[i] for i in val_idx]
     base = fit_on_split([texts[i] for i in train_idx], y[train_idx], val_texts, y[val_idx],
@@ -141,7 +146,7 @@ def fit_recipe(texts: list[str], labels: list, coding: LabelCoding,
     """The recipe (passage.recipe.fit_text_model) on the texts and labels read."""
     from passage.recipe import fit_text_model
 
-    model = fit_text_model(texts, labels, coding, options)
+    model = cast("RecipeRNN", fit_text_model(texts, labels, coding, options))
     if model.n_truncated_:
         print(f"passage: {model.n_truncated_:,} training text(s) longer than "
               f"{options.truncate} tokens were trained on their first and last "
@@ -155,6 +160,7 @@ def prediction_header(coding: LabelCoding) -> list[str]:
     """Columns of the predictions CSV: index, prediction and (classes) the probabilities."""
     if coding.task == "regression":
         return ["index", "prediction"]
+    assert coding.classes is not None  # a classification coding has its class names
     return ["index", "prediction", "probability"] + [f"p_{c}" for c in coding.classes]
 
 
@@ -165,6 +171,7 @@ def prediction_rows(coding: LabelCoding, outputs) -> tuple[list[str], list[list]
     if coding.task == "regression":
         return header, [[i, f"{v:.6g}"] for i, v in enumerate(ids)]
     proba = coding.probabilities(outputs)
+    assert coding.classes is not None and proba is not None  # classification: both set
     rows = [[i, coding.classes[k], f"{p[k]:.6f}", *(f"{q:.6f}" for q in p)]
             for i, (k, p) in enumerate(zip(ids, proba, strict=True))]
     return header, rows
@@ -248,6 +255,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     coding = model_coding(model)
     text_column, label_column = data_columns(args, model)
     texts, labels = read_labelled(args.data, text_column, label_column, args)
+    assert labels is not None  # data_columns always gives a label column
     scores = evaluate_outputs(coding, labels, model.predict(texts))
     if args.json:
         print(json.dumps(scores))

@@ -125,5 +125,6 @@ def export_model(model, path: str | os.PathLike, labels=None,
     tok_path = tokenizer_path(path) if text is not None else None
     _write(path, proto.SerializeToString())
     if text is not None:
+        assert tok_path is not None  # set with text
         _write(tok_path, text.encode("utf-8"))
     return os.fspath(path), tok_path

@@ -15,19 +15,26 @@ before any lookup, so what the client pads with never matters.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 
 try:  # the export extra; passage.export.onnx_model says how to install it when missing
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 except ImportError:  # pragma: no cover - this module is then only imported, never used
-    onnx = TensorProto = helper = numpy_helper = None
+    onnx = TensorProto = helper = numpy_helper = None  # type: ignore[assignment, misc]
 
 from passage import activations
 from passage.layers import Dense, Embedding, FeatureEmbedding, Generic, OneHot
 from passage.recurrent import gate_scale_vector
 from passage.recurrent_layers import _Recurrent
 from passage.wide import HASH_MULTIPLIER
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from passage.recurrent_layers import _Direction
 
 OPSET = 17
 # Passage activation -> (ONNX recurrent activation, alpha, beta) for the operators' attributes
@@ -107,8 +114,10 @@ def _recurrent_attrs(layer: _Recurrent) -> tuple[list[str], list[float], list[fl
     scale = activations.GATE_SCALES.get(gate)
     gate_spec = ("Sigmoid",) if scale is not None else RECURRENT_ACTIVATIONS.get(gate)
     act_spec = RECURRENT_ACTIVATIONS[layer.activation.lower()]
-    per_dir = {"gru": [gate_spec, act_spec], "lstm": [gate_spec, act_spec, act_spec],
-               "simple": [act_spec]}[layer.kind] * len(layer.reversed)
+    # no None: check_recurrent refused the gates without a spec, for the layers with gates
+    per_dir = cast(list[tuple], {"gru": [gate_spec, act_spec],
+                                 "lstm": [gate_spec, act_spec, act_spec],
+                                 "simple": [act_spec]}[layer.kind]) * len(layer.reversed)
     alphas, betas = [], []  # onnxruntime reads them in order, only for the functions using them
     for spec in per_dir:
         if len(spec) > 1:
@@ -130,7 +139,7 @@ def _recurrent_weights(layer: _Recurrent, scale: float):
         return np.concatenate([blocks[k] for k in order]).astype(np.float32)
 
     ws, rs, bs, h0, c0 = [], [], [], [], []
-    for d in layer.directions:
+    for d in cast("Iterable[_Direction]", layer.directions):
         ws.append(onnx_rows(d.w_ih))
         rs.append(onnx_rows(d.w_hh))
         bs.append(np.concatenate([onnx_rows(d.b_ih), onnx_rows(d.b_hh)]))
@@ -185,6 +194,7 @@ class _Builder:
             seq = g.op("Mul", seq, self.mask3f)
             if layer.sequence_out:
                 return seq, True
+            assert layer.pool is not None  # set: the layer pools
             return self._pool(seq, layer.pool), False
         last = g.op("Reshape", g.op("Transpose", y_h, perm=[1, 0, 2]),
                     g.const([0, -1], dtype=np.int64))

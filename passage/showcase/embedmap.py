@@ -115,7 +115,8 @@ def place_labels(fig, ax, xs, ys, words: list[str], fontsize: int = 8) -> list[t
     the dot when moved away. Returns (word or None if no free place was found, box) per dot."""
     renderer = fig.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    placed, out = [], []
+    placed: list = []  # the boxes of the labels placed so far
+    out: list[tuple] = []
     for x, y, word in zip(xs, ys, words, strict=True):
         spot = _free_spot(ax, renderer, frame, placed, word, (x, y), fontsize)
         if spot is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from passage.baseline import fit_baseline
 from passage.labels import LabelCoding
 from passage.options import TextModelOptions
 from passage.recipe import fit_text_model
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 DEFAULT_SIZES = (1000, 5000, 25000)
 SHOWDOWN_RNN = TextModelOptions()  # what `passage train` gives a user: the recipe's defaults
@@ -70,7 +74,7 @@ def run_showdown(train_texts, train_labels, test_texts, test_labels, *,
         texts = [train_texts[i] for i in subset]
         base = fit_baseline(texts, y_train[subset], coding.task, grid=grid, cv=cv,
                             n_jobs=n_jobs)
-        base_pred = base.model.predict(list(test_texts))
+        base_pred = cast("Pipeline", base.model).predict(list(test_texts))
         if coding.task != "regression":
             base_pred = np.asarray(base_pred).astype(np.int64)
         rows.append({"size": len(subset), "model": base.name, "metric": metric,

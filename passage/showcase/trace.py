@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import os
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -95,6 +96,7 @@ def trace(model, text: str, coding: LabelCoding | None = None) -> Trace:
         return Trace(shown, outputs, values, "predicted value", float(final[0]),
                      center - spread, center, center + spread, one_pass, tokenizer.character)
     k = int(final[0])
+    assert coding.classes is not None  # a classification coding has its class names
     column = -1 if coding.task == "binary" else k
     name = coding.classes[-1] if coding.task == "binary" else coding.classes[k]
     center = 0.5 if coding.task == "binary" else 1.0 / len(coding.classes)
@@ -112,7 +114,7 @@ def colour(value: float, low: float, center: float, high: float) -> tuple[int, i
     i = min(int(pos), 3)
     f = pos - i
     a, b = _ANCHORS[i], _ANCHORS[i + 1]
-    return tuple(round(a[c] + f * (b[c] - a[c])) for c in range(3))
+    return cast(tuple[int, int, int], tuple(round(a[c] + f * (b[c] - a[c])) for c in range(3)))
 
 
 def _ink(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
