@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import torch
 import torch.multiprocessing as mp
@@ -146,7 +147,7 @@ def spawn(train: TrainFunction, workers: int, make_models: list, X, Y, fit_kwarg
 
 
 def _returned_model(tmp: str, rank: int) -> RNN:
-    model = load(os.path.join(tmp, f"model{rank}.passage"))
+    model = cast(RNN, load(os.path.join(tmp, f"model{rank}.passage")))
     with open(os.path.join(tmp, f"history{rank}.json")) as f:
         for name, value in json.load(f).items():
             if value is not None:

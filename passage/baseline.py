@@ -10,9 +10,15 @@ training texts (``fit_baseline``) or on a held-out validation split (``fit_on_sp
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 CLASSIFIER_GRID = {"tfidf__min_df": [1, 2, 5], "model__C": [1.0, 10.0, 100.0]}
 REGRESSOR_GRID = {"tfidf__min_df": [1, 2, 5], "model__alpha": [0.1, 1.0, 10.0]}
@@ -39,7 +45,7 @@ def _sklearn():
     return sklearn
 
 
-def make_pipeline(task: str):
+def make_pipeline(task: str) -> Pipeline:
     """Unfitted TF-IDF (word uni+bigrams, sublinear tf) -> LogisticRegression or Ridge."""
     _sklearn()
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -55,8 +61,8 @@ def default_grid(task: str) -> dict:
     return dict(REGRESSOR_GRID if task == "regression" else CLASSIFIER_GRID)
 
 
-def fit_baseline(texts, y, task: str, grid: dict | None = None, cv: int = 3,
-                 n_jobs: int = 1) -> BaselineResult:
+def fit_baseline(texts: Iterable[str], y: npt.ArrayLike, task: str, grid: dict | None = None,
+                 cv: int = 3, n_jobs: int = 1) -> BaselineResult:
     """Grid-search the pipeline on (texts, y) and refit the best on all of them.
 
     task: 'binary', 'multiclass' or 'regression'; y: class ids or numbers (see ``LabelCoding``).
@@ -90,7 +96,7 @@ def fit_baseline(texts, y, task: str, grid: dict | None = None, cv: int = 3,
                           NAMES["regression" if regression else "classification"])
 
 
-def validation_score(task: str, y_true, y_pred) -> float:
+def validation_score(task: str, y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     """Accuracy of class ids, or R^2 of values (what ``passage train`` monitors by default)."""
     y_true = np.asarray(y_true, dtype=float).ravel()
     y_pred = np.asarray(y_pred, dtype=float).ravel()
@@ -100,8 +106,8 @@ def validation_score(task: str, y_true, y_pred) -> float:
     return 1.0 - float(((y_true - y_pred) ** 2).sum()) / total if total > 0 else 0.0
 
 
-def fit_on_split(texts, y, val_texts, val_y, task: str, grid: dict | None = None
-                 ) -> BaselineResult:
+def fit_on_split(texts: Iterable[str], y: npt.ArrayLike, val_texts: Iterable[str],
+                 val_y: npt.ArrayLike, task: str, grid: dict | None = None) -> BaselineResult:
     """Fit the pipeline on (texts, y) for every grid point and keep the one that scores best on
     (val_texts, val_y) by ``validation_score``; ``cv_score`` is that validation score and
     ``seconds`` the whole search."""

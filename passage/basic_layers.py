@@ -8,7 +8,8 @@ import contextlib
 import inspect
 import operator
 import threading
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, SupportsIndex
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ _CALL = threading.local()  # per thread: is this thread running the layers for i
 
 
 @contextlib.contextmanager
-def inference():
+def inference() -> Iterator[None]:
     """Run the layers' inference behaviour in this thread (no dropout; the recurrent layers'
     padding-skipping path), whatever their modules' train/eval mode. ``RNN.predict`` runs in
     it rather than calling ``eval()``, so it never flips the mode that a ``fit`` running in
@@ -94,7 +95,7 @@ class Embedding(Layer):
     is_input = True
 
     def __init__(self, size: int = 128, n_features: int = 256, init: str = "uniform",
-                 weights=None, trainable: bool = True):
+                 weights: Iterable[Any] | None = None, trainable: bool = True):
         super().__init__()
         self.size, self.n_features, self.init, self.weights = size, n_features, init, weights
         self.trainable = trainable
@@ -107,7 +108,8 @@ class Embedding(Layer):
                                    requires_grad=self.trainable)
         self._set_weights()
 
-    def forward(self, x, lengths):
+    def forward(self, x: torch.Tensor,
+                lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         return F.embedding(x, self.weight), lengths
 
 
@@ -124,7 +126,7 @@ class FeatureEmbedding(Embedding):
     """
 
     def __init__(self, size: int = 64, n_features: int = 256, n_slots: int = 1,
-                 init: str = "uniform", weights=None):
+                 init: str = "uniform", weights: Iterable[Any] | None = None):
         super().__init__(size, n_features, init, weights)
         self.n_slots = n_slots
         _check_positive(self, n_slots=n_slots)
@@ -133,7 +135,8 @@ class FeatureEmbedding(Embedding):
     def out_size(self) -> int:
         return self.size * self.n_slots
 
-    def forward(self, x, lengths):
+    def forward(self, x: torch.Tensor,
+                lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if x.dim() != 3 or x.shape[-1] != self.n_slots:
             raise ValueError(f"FeatureEmbedding(n_slots={self.n_slots}) takes (examples, steps, "
                              f"{self.n_slots}) ids; got shape {tuple(x.shape)}")
@@ -145,13 +148,14 @@ class OneHot(Layer):
 
     is_input = True
 
-    def __init__(self, n_features: int, weights=None):
+    def __init__(self, n_features: int, weights: Iterable[Any] | None = None):
         super().__init__()
         self.n_features, self.weights = n_features, weights
         _check_positive(self, n_features=n_features)
         self.size = n_features
 
-    def forward(self, x, lengths):
+    def forward(self, x: torch.Tensor,
+                lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         return F.one_hot(x, self.n_features).float(), lengths
 
 
@@ -160,12 +164,13 @@ class Generic(Layer):
 
     is_input = True
 
-    def __init__(self, size: int, weights=None):
+    def __init__(self, size: int, weights: Iterable[Any] | None = None):
         super().__init__()
         self.size, self.weights = size, weights
         _check_positive(self, size=size)
 
-    def forward(self, x, lengths):
+    def forward(self, x: torch.Tensor,
+                lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         return x, lengths
 
 
@@ -173,7 +178,7 @@ class Dense(Layer):
     """Fully connected layer; applied at every step when its input is a sequence."""
 
     def __init__(self, size: int = 256, activation: str = "rectify", init: str = "orthogonal",
-                 p_drop: float = 0.0, weights=None):
+                 p_drop: float = 0.0, weights: Iterable[Any] | None = None):
         super().__init__()
         self.size, self.activation, self.init = size, activation, init
         self.p_drop, self.weights = p_drop, weights
@@ -188,7 +193,8 @@ class Dense(Layer):
         self.b = nn.Parameter(torch.zeros(self.size))
         self._set_weights()
 
-    def forward(self, x, lengths, pre_act: bool = False):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None,
+                pre_act: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = F.dropout(x, self.p_drop, is_training(self))
         y = F.linear(x, self.w, self.b)
         # under mixed precision the activation runs in float32: a bfloat16 sigmoid saturates
@@ -211,8 +217,8 @@ class AdaptiveSoftmax(Layer):
     ((2, 50), True)
     """
 
-    def __init__(self, size: int, cutoffs=(1000, 4000), div_value: float = 4.0,
-                 p_drop: float = 0.0):
+    def __init__(self, size: int, cutoffs: Iterable[SupportsIndex] = (1000, 4000),
+                 div_value: float = 4.0, p_drop: float = 0.0):
         super().__init__()
         _check_positive(self, size=size)
         try:
@@ -240,7 +246,8 @@ class AdaptiveSoftmax(Layer):
         self.asm = nn.AdaptiveLogSoftmaxWithLoss(n_in, self.size, self.cutoffs,
                                                  div_value=self.div_value)
 
-    def forward(self, x, lengths, pre_act: bool = False):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None,
+                pre_act: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = F.dropout(x, self.p_drop, is_training(self))
         logp = self.asm.log_prob(x.reshape(-1, self.n_in)).reshape(*x.shape[:-1], self.size)
         return (logp if pre_act else logp.exp()), lengths

@@ -13,11 +13,17 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from passage.files import CORRUPT, Archive, RefusedFile, finite_or_refuse, write_archive
+
+if TYPE_CHECKING:
+    from passage.models import RNN
+    from passage.updates import Update
 
 _DOC = "checkpoint.json"
 FORMAT = "passage-checkpoint"
@@ -100,7 +106,7 @@ def _array_keys(state) -> list[str]:
 
 
 # -- resuming ----------------------------------------------------------------------------------
-def run_signature(model) -> dict:
+def run_signature(model: RNN) -> dict:
     """What ``check_resume`` compares, stored in every checkpoint: the model's class, layers
     and cost, the updater's kind and a digest of the tokenizer's vocabulary (if any)."""
     tok, vocab = getattr(model, "tokenizer", None), None
@@ -190,7 +196,7 @@ def _state_problems(state, model) -> list[str]:
     return problems
 
 
-def check_resume(path: str | os.PathLike, state: dict, model) -> None:
+def check_resume(path: str | os.PathLike, state: dict, model: RNN) -> None:
     """Refuse, before anything is loaded, a checkpoint that does not belong to ``model``:
     a ValueError naming what differs (layers and their sizes, vocabulary, cost, updater kind,
     weight shapes). Checkpoints written before ``run_signature`` existed are compared by
@@ -217,7 +223,8 @@ def check_resume(path: str | os.PathLike, state: dict, model) -> None:
             "checkpoint was written for")
 
 
-def current_hyperparameters(updater, params, saved: dict) -> dict:
+def current_hyperparameters(updater: Update, params: Iterable[torch.Tensor],
+                            saved: dict) -> dict:
     """``saved`` optimizer state with ``updater``'s own hyperparameters (lr, momentum, betas,
     ...): a resumed run trains with the updater it is given, e.g. a lowered learning rate
     (what the NaN error advises), while the moments and step counts carry on."""

@@ -14,13 +14,16 @@ from __future__ import annotations
 import json
 import os
 from importlib import resources
+from typing import Any
 
 from passage.files import open_text
 
 
-def read_jsonl(path: str | os.PathLike, text_key: str = "text", label_key: str = "label"):
+def read_jsonl(path: str | os.PathLike, text_key: str = "text",
+               label_key: str = "label") -> tuple[list[Any], list[Any]]:
     """(texts, labels) from a JSON-lines file (gzip if .gz); rows without a label are skipped."""
-    texts, labels = [], []
+    texts: list[Any] = []
+    labels: list[Any] = []
     with open_text(path) as f:
         for line in f:
             row = json.loads(line)
@@ -30,7 +33,8 @@ def read_jsonl(path: str | os.PathLike, text_key: str = "text", label_key: str =
     return texts, labels
 
 
-def load_imdb_sample(label: str = "label"):
+def load_imdb_sample(
+        label: str = "label") -> tuple[list[Any], list[Any], list[Any], list[Any]]:
     """(train_texts, train_labels, test_texts, test_labels) of the bundled sample.
 
     label: 'label' (0 negative / 1 positive) or 'rating' (the reviewer's 1-10 score).
@@ -46,7 +50,7 @@ def load_imdb_sample(label: str = "label"):
 
 
 def load_imdb(directory: str | os.PathLike, split: str = "train", label: str = "label",
-              line_breaks: bool = True):
+              line_breaks: bool = True) -> tuple[list[Any], list[Any]]:
     """(texts, labels) of one split ('train', 'test') of the full IMDB set in ``directory``.
 
     line_breaks=False replaces the reviews' ``<br />`` markup by a space: each one is 4 tokens

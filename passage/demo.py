@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"validation accuracy: linear term {blend['val_accuracy_linear']:.1%}, RNN "
           f"{blend['val_accuracy_rnn']:.1%}, blended {blend['val_accuracy_blend']:.1%}"
           if "val_accuracy_blend" in blend else "")
-    p = model.predict(test_text)[:, 0]
+    p = cast(np.ndarray, model.predict(test_text))[:, 0]
     acc, auc = metrics.accuracy(test_labels, p), metrics.roc_auc(test_labels, p)
     print(f"\nheld-out test accuracy {acc:.1%}, ROC AUC {auc:.3f} on {len(test_text)} reviews "
           f"(kept epoch {model.best_epoch_}; {time.time() - t0:.0f}s in all)")
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
         path = os.path.join(tmp, "sentiment.passage")
         save(model, path)
         loaded = load(path)
-        scores = loaded.predict(EXAMPLES)[:, 0]
-        assert np.allclose(scores, model.predict(EXAMPLES)[:, 0])
+        scores = cast(np.ndarray, loaded.predict(EXAMPLES))[:, 0]
+        assert np.allclose(scores, cast(np.ndarray, model.predict(EXAMPLES))[:, 0])
     print("\npredictions (probability positive) from the saved-and-loaded model:")
     for text, s in zip(EXAMPLES, scores, strict=True):
         print(f"  {s:.2f}  {text}")

@@ -51,6 +51,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -77,12 +78,13 @@ class Ensemble:
     def __init__(self, models: Sequence[RNN]):
         self.models = models
 
-    def predict(self, X, batch_size: int = 256):
+    def predict(self, X: Sequence[Any] | np.ndarray,
+                batch_size: int = 256) -> np.ndarray | list[np.ndarray]:
         """The mean of the members' ``predict(X)``: an array, or one array per example for
         models whose output is a sequence (e.g. taggers)."""
         outs = [m.predict(X, batch_size=batch_size) for m in _checked_members(self)]
         if isinstance(outs[0], np.ndarray):
-            shapes = {o.shape for o in outs}
+            shapes = {o.shape for o in cast(list[np.ndarray], outs)}
             if len(shapes) > 1:
                 raise ValueError(f"the members' predictions have different shapes {sorted(shapes)}:"
                                  " an ensemble averages models with the same output layer")
@@ -146,7 +148,7 @@ def _train_member(rank, world, make_models, X, Y, fit_kwargs, backend, timeout) 
 
 
 # -- files -----------------------------------------------------------------------------------------
-def save_ensemble(ensemble: Ensemble, path: str | os.PathLike, tokenizer=None,
+def save_ensemble(ensemble: Ensemble, path: str | os.PathLike, tokenizer: object = None,
                   extra: dict | None = None) -> None:
     """Write ``ensemble`` to ``path``: a zip of its members' model files (``passage.io.save``)
     and a JSON list of them; atomic, like a model file. ``extra``: JSON metadata given back as
@@ -182,7 +184,8 @@ def save_ensemble(ensemble: Ensemble, path: str | os.PathLike, tokenizer=None,
         atomic_write(path, write)
 
 
-def load_ensemble(path: str | os.PathLike, device=None) -> Ensemble:
+def load_ensemble(path: str | os.PathLike,
+                  device: str | int | torch.device | None = None) -> Ensemble:
     """The Ensemble saved at ``path`` by ``save_ensemble``, each member read by
     ``passage.io.load`` (plain data: no code runs). What ``passage.utils.load`` does with an
     ensemble file."""
@@ -191,12 +194,12 @@ def load_ensemble(path: str | os.PathLike, device=None) -> Ensemble:
         with Archive(path, "Passage ensemble file") as archive, \
                 tempfile.TemporaryDirectory(prefix="passage-ensemble-") as tmp:
             meta = archive.read_json(CONFIG)
-            members = []
+            members: list[RNN] = []
             for name in _member_names(archive, meta):
                 local = os.path.join(tmp, "member.passage")
                 _extract(archive, name, local)
                 try:
-                    members.append(model_io.load(local, device=device))
+                    members.append(cast(RNN, model_io.load(local, device=device)))
                 except ValueError as e:  # worded for the temporary copy: name the member
                     raise ValueError(f"{path!r}, member {name}: "
                                      f"{str(e).replace(repr(local), 'it')}") from None

@@ -33,7 +33,8 @@ import tempfile
 import time
 import zipfile
 import zlib
-from typing import IO, cast
+from collections.abc import Callable
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -120,7 +121,7 @@ def write_archive(path: str | os.PathLike, doc_name: str, doc_text: str,
     atomic_write(path, write)
 
 
-def atomic_write(path: str | os.PathLike, write) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)``, fsync, rename over ``path``, fsync the folder.
 
     The temporary is made by ``tempfile.mkstemp`` (``O_CREAT | O_EXCL | O_NOFOLLOW``, a random
@@ -299,7 +300,7 @@ class Archive:
         with self.zip.open(info) as f:
             return _read_exact(f, info.file_size, name, self)
 
-    def read_json(self, name: str):
+    def read_json(self, name: str) -> Any:
         """A JSON member, size-bounded and at most ``MAX_DEPTH`` levels deep."""
         text = self.read_bytes_of(name, MAX_JSON_BYTES).decode("utf-8")
         try:
@@ -338,7 +339,8 @@ class Archive:
                               f"but holds {info.file_size - offset:,} bytes of data")
         return shape, dtype, bool(fortran), offset
 
-    def read_npy(self, name: str, header=None) -> np.ndarray:
+    def read_npy(self, name: str,
+                 header: tuple[tuple[int, ...], np.dtype, bool, int] | None = None) -> np.ndarray:
         """An ``.npy`` member's array (``header`` from ``npy_header``, read again if None)."""
         shape, dtype, fortran, offset = header or self.npy_header(name)
         info = self.info(name)
@@ -374,7 +376,7 @@ def _read_exact(f, n: int, name: str, archive: Archive, whole: bool = True) -> b
     return b"".join(parts)
 
 
-def json_depth(doc) -> int:
+def json_depth(doc: object) -> int:
     """How deeply lists and dicts nest in ``doc`` (0 for a plain value), without recursion."""
     depth, level = 0, [(doc, 1)]
     while level:

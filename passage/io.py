@@ -26,6 +26,7 @@ import math
 import os
 import re
 import zipfile
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -43,6 +44,10 @@ from passage.preprocessing import Tokenizer
 from passage.registry import MODELS
 from passage.wide import NgramLinear
 
+if TYPE_CHECKING:
+    from passage.ensemble import Ensemble
+    from passage.models import RNN
+
 FORMAT = "passage-model"
 FORMAT_VERSION = 1
 _CONFIG = "passage.json"
@@ -56,7 +61,8 @@ LOADERS: dict = {}  # {config member name: load(path, device=)}
 KINDS = {"passage-ensemble.json": "passage.ensemble"}
 
 
-def save(model, path: str | os.PathLike, tokenizer=None, extra: dict | None = None) -> None:
+def save(model: RNN | Ensemble, path: str | os.PathLike, tokenizer: Tokenizer | None = None,
+         extra: dict | None = None) -> None:
     """Write ``model`` (and ``tokenizer``, or the model's own) to ``path``.
 
     extra: optional JSON-able metadata kept in the file (e.g. class names); ``load`` gives it
@@ -65,6 +71,7 @@ def save(model, path: str | os.PathLike, tokenizer=None, extra: dict | None = No
     """
     if type(model) in SAVERS:  # e.g. an Ensemble: its own module writes it
         return SAVERS[type(model)](model, path, tokenizer=tokenizer, extra=extra)
+    model = cast("RNN", model)  # (any other model is an RNN)
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     extra = extra if extra is not None else getattr(model, "extra_", None)
     if extra is not None and not isinstance(extra, dict):
@@ -77,7 +84,8 @@ def save(model, path: str | os.PathLike, tokenizer=None, extra: dict | None = No
         "tokenizer": tokenizer.get_config() if tokenizer is not None else None,
         "weights": sorted(state),
         "target_scale": None if getattr(model, "target_scale_", None) is None else
-        [np.asarray(a).tolist() for a in model.target_scale_],
+        [np.asarray(a).tolist()
+         for a in cast("tuple[np.ndarray, np.ndarray]", model.target_scale_)],
         "extra": extra,
     }
     try:
@@ -101,7 +109,8 @@ def read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         return meta, _read_arrays(archive, headers)
 
 
-def load(path: str | os.PathLike, device=None):
+def load(path: str | os.PathLike,
+         device: str | int | torch.device | None = None) -> RNN | Ensemble:
     """Rebuild a saved model (with its tokenizer, if one was saved), or a saved Ensemble.
 
     The model is built (its weights bounded by what the file holds, see ``read``), its weight

@@ -27,6 +27,7 @@ Batches are right-padded, with each sequence's length alongside, so layers can m
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ from passage.registry import lookup
 from passage.sequences import TokenArray, sequence_lengths  # noqa: F401 (re-exported)
 
 
-def make_batch(X, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def make_batch(X: Sequence[Any] | np.ndarray,
+               idx: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The examples ``idx`` of X, right-padded with zeros: (batch, time[, features]), lengths."""
     if isinstance(X, TokenArray):  # one vectorised gather, no loop over the sequences
         return X.padded(idx)
@@ -60,7 +62,7 @@ def make_batch(X, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
 DEFAULT_MAX_TOKENS = 64 * 2048  # padded positions per batch; see the module docstring
 
 
-def check_max_tokens(max_tokens) -> None:
+def check_max_tokens(max_tokens: object) -> None:
     """A ValueError unless ``max_tokens`` is None or a positive int."""
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(
             max_tokens, int | np.integer) or max_tokens < 1):
@@ -101,7 +103,8 @@ class Padded:
     """Minibatches in data order (shuffled when training), padded to their longest sequence,
     of at most ``size`` sequences and ``max_tokens`` padded positions (None: no budget)."""
 
-    def __init__(self, size: int = 64, shuffle: bool = True, x_dtype=None, y_dtype=None,
+    def __init__(self, size: int = 64, shuffle: bool = True, x_dtype: object = None,
+                 y_dtype: object = None,
                  max_tokens: int | None = DEFAULT_MAX_TOKENS):
         check_max_tokens(max_tokens)
         self.size, self.shuffle = size, shuffle
@@ -136,7 +139,8 @@ class SortedPadded(Padded):
     At prediction time the whole set is sorted by length; outputs come back in the input order.
     """
 
-    def batches(self, lengths, train=True, rng=None):
+    def batches(self, lengths: Sequence[int] | np.ndarray, train: bool = True,
+                rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
         lengths = np.asarray(lengths)
         if not train:
             order = np.argsort(lengths, kind="stable")

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, SupportsInt, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from passage.models import RNN
 
 TASKS = ("binary", "multiclass", "regression")
 MAX_CLASSES = 20  # integer labels with at most this many distinct values are classes
@@ -28,7 +32,7 @@ _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-def canonical(value):
+def canonical(value: object) -> int | float | str:
     """The comparable form of a label: numbers (also numbers written as text) or a stripped str.
 
     >>> canonical(" 7 "), canonical("2.50"), canonical(3.0), canonical("pos")
@@ -63,7 +67,7 @@ def _show(values, limit: int = 6) -> str:
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
-def infer_task(labels) -> str:
+def infer_task(labels: Iterable[object]) -> str:
     """'binary', 'multiclass' or 'regression' from the labels alone."""
     distinct = {canonical(v) for v in labels}
     if len(distinct) < 2:
@@ -86,7 +90,7 @@ class LabelCoding:
     classes: list | None = None
 
     @classmethod
-    def fit(cls, labels, task: str = "auto") -> LabelCoding:
+    def fit(cls, labels: Iterable[object], task: str = "auto") -> LabelCoding:
         """Infer the task (unless given) and collect the classes, sorted."""
         if task not in (*TASKS, "auto"):
             raise ValueError(f"task must be 'auto' or one of {', '.join(TASKS)}; got {task!r}")
@@ -120,7 +124,7 @@ class LabelCoding:
         assert self.classes is not None  # a classification coding has its class names
         return len(self.classes)
 
-    def encode(self, labels) -> np.ndarray:
+    def encode(self, labels: Sequence[object] | np.ndarray) -> np.ndarray:
         """Class ids (int64) for classification, float32 values for regression."""
         if self.task == "regression":
             keys = [canonical(v) for v in labels]
@@ -140,7 +144,7 @@ class LabelCoding:
             ids[i] = index[k]
         return ids
 
-    def decode(self, ids) -> list:
+    def decode(self, ids: Iterable[SupportsInt]) -> list:
         """Class names for class ids."""
         classes = cast(list, self.classes)  # set for classification; a cast, so decode([]) is []
         return [classes[int(i)] for i in ids]
@@ -201,7 +205,7 @@ class LabelCoding:
         return {"task": self.task, "classes": self.classes}
 
     @classmethod
-    def from_model(cls, model) -> LabelCoding:
+    def from_model(cls, model: RNN) -> LabelCoding:
         """The coding saved with a model (``model.extra_``), or one read off its output layer."""
         extra = getattr(model, "extra_", None) or {}
         if not isinstance(extra, dict):

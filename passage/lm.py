@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import cast
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -42,6 +43,13 @@ from passage.training import (
     train,
 )
 
+if TYPE_CHECKING:
+    from passage.costs import Cost
+    from passage.iterators import Padded
+    from passage.layers import Layer
+    from passage.preprocessing import Tokenizer
+    from passage.updates import Update
+
 
 @register_model
 class LanguageModel(RNN):
@@ -56,10 +64,12 @@ class LanguageModel(RNN):
     layer's size equal to the embedding size).
     """
 
-    def __init__(self, layers, cost="cce", updater="Adam", verbose=2, Y=None,
-                 iterator="SortedPadded", *, device=None, seed=None, tokenizer=None,
-                 precision: str = "fp32", seq_len: int = 35, carry_state: bool = True,
-                 tie_weights: bool = False):
+    def __init__(self, layers: Iterable[Layer], cost: str | Cost = "cce",
+                 updater: str | Update = "Adam", verbose: int = 2, Y: object = None,
+                 iterator: str | Padded = "SortedPadded", *,
+                 device: str | int | torch.device | None = None, seed: int | None = None,
+                 tokenizer: Tokenizer | None = None, precision: str = "fp32",
+                 seq_len: int = 35, carry_state: bool = True, tie_weights: bool = False):
         layers = list(layers)
         for layer in layers[1:-1]:
             if layer.is_recurrent:
@@ -97,7 +107,7 @@ class LanguageModel(RNN):
                             "tie_weights": self.tie_weights}}
 
     # -- data ----------------------------------------------------------------------------------
-    def stream(self, docs) -> np.ndarray:
+    def stream(self, docs: Sequence[Any] | np.ndarray) -> np.ndarray:
         """Texts (with a tokenizer) or id lists as one int64 stream, END after each document.
         A 1-d array of ids is taken as a stream as it is."""
         if isinstance(docs, np.ndarray) and docs.ndim == 1 and docs.dtype.kind in "iu":
@@ -147,9 +157,11 @@ class LanguageModel(RNN):
     # -- training ------------------------------------------------------------------------------
     # Not RNN.fit's signature, on purpose: no labels (Y stays None) and options of a language
     # model's own (see the docstring)
-    def fit(self, X, Y=None, batch_size: int = 32, n_epochs: int = 1, *,  # type: ignore[override]
-            validation_data=None, patience: int | None = None, lr_decay: float = 1.0,
-            decay_after: int | None = None, callbacks=None):
+    def fit(self, X: Sequence[Any] | np.ndarray,  # type: ignore[override]
+            Y: object = None, batch_size: int = 32, n_epochs: int = 1, *,
+            validation_data: Sequence[Any] | np.ndarray | None = None,
+            patience: int | None = None, lr_decay: float = 1.0, decay_after: int | None = None,
+            callbacks: list[Callback] | tuple[Callback, ...] | None = None) -> list[float]:
         """Train on documents ``X`` (texts or id lists, or one id stream); returns the cost of
         every segment. The arguments line up with ``RNN.fit(trX, trY, batch_size, n_epochs)``;
         a language model's targets are the next tokens, so ``Y`` stays None (as scikit-learn's
@@ -215,7 +227,8 @@ class LanguageModel(RNN):
 
     @torch.no_grad()
     @inference()  # not eval(): a fit running in another thread keeps its training mode
-    def evaluate(self, X, batch_size: int = 10) -> dict[str, float]:
+    def evaluate(self, X: Sequence[Any] | np.ndarray,  # type: ignore[override]
+                 batch_size: int = 10) -> dict[str, float]:
         """Mean cost per predicted token (nats), perplexity and bits per token on documents X
         (or an id stream), reading it as ``batch_size`` rows with state carried throughout."""
         rows = self._rows(self.stream(X), batch_size)
@@ -230,9 +243,9 @@ class LanguageModel(RNN):
     # -- generation ----------------------------------------------------------------------------
     @torch.no_grad()
     @inference()
-    def generate(self, prompt=(), n: int = 100, temperature: float = 1.0,
-                 top_k: int | None = None, seed: int | None = None, *,
-                 stop_at_end: bool = False, allow_unk: bool = False):
+    def generate(self, prompt: str | Iterable[int] | np.ndarray = (), n: int = 100,
+                 temperature: float = 1.0, top_k: int | None = None, seed: int | None = None, *,
+                 stop_at_end: bool = False, allow_unk: bool = False) -> str | list[int]:
         """Continue ``prompt`` (a text if the model has a tokenizer, else a list of ids) by ``n``
         sampled tokens; returns the continuation in the same form. ``temperature`` 0 always
         takes the most likely token; ``top_k`` samples among the k most likely only.

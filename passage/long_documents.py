@@ -6,8 +6,8 @@ through in chunks. ``ChunkedStack`` runs a stack over one document in chunks; ``
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import torch
 
@@ -16,6 +16,9 @@ from passage import updates as updater_registry
 from passage.layers import Layer, is_training
 from passage.stack import Stack
 from passage.training import DataParallel
+
+if TYPE_CHECKING:
+    from passage.recurrent_layers import _Recurrent
 
 PER_STEP_LAYERS = ("Embedding", "FeatureEmbedding", "OneHot", "Generic", "Dense")
 
@@ -48,24 +51,27 @@ class ChunkedStack:
     (``passage.layers.is_training``).
     """
 
-    def __init__(self, layers, chunk: int, is_training: Callable = lambda m: m.training):
+    layers: list[Any]  # the Layers (the recurrent ones read through _Recurrent's attributes)
+
+    def __init__(self, layers: Iterable[Layer], chunk: int,
+                 is_training: Callable = lambda m: m.training):
         self.layers, self.chunk, self.is_training = list(layers), int(chunk), is_training
         rec = [i for i, la in enumerate(self.layers) if getattr(la, "is_recurrent", False)]
         self.top = rec[-1] if rec else None
         self.n_rec = len(rec)
 
     @staticmethod
-    def why_not(layers) -> str | None:
+    def why_not(layers: Sequence[Layer]) -> str | None:
         """None when a stack of these layers can run in chunks, else the reason."""
         rec = [i for i, la in enumerate(layers) if getattr(la, "is_recurrent", False)]
         if not rec:
             return "the model has no recurrent layer"
-        top = layers[rec[-1]]
+        top = cast("_Recurrent", layers[rec[-1]])
         if top.sequence_out:
             return "the model outputs a sequence (one output per step)"
         for i, layer in enumerate(layers[:rec[-1]]):
             if getattr(layer, "is_recurrent", False):
-                if tuple(layer.reversed) != (False,):
+                if tuple(cast("_Recurrent", layer).reversed) != (False,):
                     return (f"layers[{i}] ({type(layer).__name__}) runs backward and feeds "
                             "another recurrent layer")
             elif not _per_step(layer):
@@ -102,7 +108,15 @@ class ChunkedStack:
     def _spans(self, steps: int) -> list[tuple[int, int]]:
         return [(s, min(s + self.chunk, steps)) for s in range(0, max(steps, 1), self.chunk)]
 
-    def pooled(self, x: torch.Tensor, record: bool = False):
+    @overload
+    def pooled(self, x: torch.Tensor, record: Literal[False] = False) -> torch.Tensor: ...
+
+    @overload
+    def pooled(self, x: torch.Tensor,
+               record: Literal[True]) -> tuple[torch.Tensor, list[tuple[list, Any]]]: ...
+
+    def pooled(self, x: torch.Tensor,
+               record: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[tuple[list, Any]]]:
         """The top recurrent layer's pooled output (1, out_size) for one document ``x`` (1,
         steps[, features]) read in chunks. ``record``: also, per direction, what ``backward``
         needs (each chunk's starting states and random state, the max's tie counts)."""

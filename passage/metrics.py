@@ -6,7 +6,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from passage.costs import Cost
 
 
 def _labels(y_true, y_pred):
@@ -20,13 +26,13 @@ def _labels(y_true, y_pred):
         np.shape(y_true)[1] > 1 else np.asarray(y_true).reshape(-1), pred
 
 
-def accuracy(y_true, y_pred) -> float:
+def accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     """Fraction of examples whose predicted class (argmax, or > 0.5 for one column) is right."""
     t, p = _labels(y_true, y_pred)
     return float(np.mean(t == p))
 
 
-def roc_auc(y_true, scores) -> float:
+def roc_auc(y_true: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     """Area under the ROC curve of binary labels (the Mann-Whitney U statistic, ties averaged)."""
     y = np.asarray(y_true).reshape(-1).astype(bool)
     s = np.asarray(scores, dtype=np.float64).reshape(len(y), -1)[:, -1]
@@ -43,7 +49,7 @@ def roc_auc(y_true, scores) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def f1_macro(y_true, y_pred) -> float:
+def f1_macro(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     """Unweighted mean over classes of F1 (classes seen in labels or predictions)."""
     t, p = _labels(y_true, y_pred)
     scores = []
@@ -54,17 +60,17 @@ def f1_macro(y_true, y_pred) -> float:
     return float(np.mean(scores))
 
 
-def mse(y_true, y_pred) -> float:
+def mse(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     return float(np.mean((np.asarray(y_pred, float).reshape(-1) -
                           np.asarray(y_true, float).reshape(-1)) ** 2))
 
 
-def mae(y_true, y_pred) -> float:
+def mae(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     return float(np.mean(np.abs(np.asarray(y_pred, float).reshape(-1) -
                                 np.asarray(y_true, float).reshape(-1))))
 
 
-def r2(y_true, y_pred) -> float:
+def r2(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     """Coefficient of determination: 1 - residual / total sum of squares."""
     t = np.asarray(y_true, float).reshape(-1)
     resid = np.sum((np.asarray(y_pred, float).reshape(-1) - t) ** 2)
@@ -73,7 +79,7 @@ def r2(y_true, y_pred) -> float:
 
 
 # -- the one table of what a model reports: which scores each cost gets --------------------
-def names(cost, out_size: int) -> list[str]:
+def names(cost: Cost, out_size: int) -> list[str]:
     """The scores ``scores`` gives (and ``RNN.fit(monitor=...)`` may watch) for a cost and an
     output size."""
     from passage import costs
@@ -87,7 +93,7 @@ def names(cost, out_size: int) -> list[str]:
     return ["cost"]
 
 
-def scores(cost, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+def scores(cost: Cost, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """The cost and the metrics of ``names`` for targets and predictions (probabilities, or
     values for regression); ROC AUC only when both classes occur."""
     import torch

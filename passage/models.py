@@ -12,9 +12,12 @@
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 import warnings
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -61,6 +64,13 @@ from passage.training import (
 )
 from passage.wide import NgramLinear
 
+if TYPE_CHECKING:
+    from passage.costs import Cost
+    from passage.iterators import Padded
+    from passage.layers import Layer
+    from passage.preprocessing import LenFilter, Tokenizer, Truncate
+    from passage.updates import Update
+
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype
 
 
@@ -94,8 +104,10 @@ class RNN(InputsMixin, LongDocumentsMixin):
     extra_: dict | None
     pretrained_layers_: int
 
-    def __init__(self, layers, cost, updater="Adam", verbose=2, Y=None, iterator="SortedPadded",
-                 *, device=None, seed=None, tokenizer=None, precision: str = "fp32",
+    def __init__(self, layers: Iterable[Layer], cost: str | Cost, updater: str | Update = "Adam",
+                 verbose: int = 2, Y: object = None, iterator: str | Padded = "SortedPadded",
+                 *, device: str | int | torch.device | None = None, seed: int | None = None,
+                 tokenizer: Tokenizer | None = None, precision: str = "fp32",
                  wide: NgramLinear | None = None):
         self.layers = list(layers)
         self.cost = cost_registry.get(cost)
@@ -165,7 +177,8 @@ class RNN(InputsMixin, LongDocumentsMixin):
         return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16,
                               enabled=dtype is not None and is_training(self.model))
 
-    def loss(self, x, lengths, y, forward: nn.Module | None = None) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor,
+             forward: nn.Module | None = None) -> torch.Tensor:
         """The cost of one padded batch; per-step outputs count real steps only. ``forward``:
         the module to run (default the model's; a data-parallel wrapper of it in
         ``fit_distributed``)."""
@@ -183,10 +196,15 @@ class RNN(InputsMixin, LongDocumentsMixin):
         cost = getattr(self, "_train_cost", None) if is_training(self.model) else None
         return (cost or self._logits_cost or self.cost)(y, out)
 
-    def fit(self, trX, trY, batch_size=None, n_epochs=1, len_filter=None, snapshot_freq=1,
-            path=None, *, validation_data=None, validation_split=0.0, patience=None,
-            monitor="cost", checkpoint=None, resume=False, class_weight=None,
-            lr_schedule=None, callbacks=None):
+    def fit(self, trX: Sequence[Any] | np.ndarray, trY: Sequence[Any] | np.ndarray,
+            batch_size: int | None = None, n_epochs: int = 1,
+            len_filter: LenFilter | Truncate | None = None, snapshot_freq: int = 1,
+            path: str | os.PathLike | None = None, *,
+            validation_data: tuple[Any, Any] | list[Any] | None = None,
+            validation_split: float = 0.0, patience: int | None = None, monitor: str = "cost",
+            checkpoint: str | os.PathLike | None = None, resume: bool = False,
+            class_weight: str | dict | None = None, lr_schedule: str | None = None,
+            callbacks: list[Callback] | tuple[Callback, ...] | None = None) -> list[float]:
         """Train on (trX, trY); returns the cost of every minibatch (as in 2015).
 
         batch_size: examples per minibatch (default: the iterator's size, 64).
@@ -291,7 +309,8 @@ class RNN(InputsMixin, LongDocumentsMixin):
             cbs.append(LinearLR(steps, n_epochs))
         return cbs
 
-    def evaluate(self, X, Y) -> dict[str, float]:
+    def evaluate(self, X: Sequence[Any] | np.ndarray,
+                 Y: Sequence[Any] | np.ndarray) -> dict[str, float]:
         """Validation cost and metrics: accuracy and ROC AUC (binary) or macro F1 (classes),
         or MSE, MAE and R^2 for regression."""
         X = self._inputs(X)
@@ -302,7 +321,7 @@ class RNN(InputsMixin, LongDocumentsMixin):
             pred = np.concatenate(pred) if len(pred) else pred
         else:
             y = self._targets(Y, iterator_registry.sequence_lengths(X))
-        return metrics.scores(self.cost, y, pred)
+        return metrics.scores(self.cost, y, cast(np.ndarray, pred))
 
     def _run_epoch(self, run: Run, X, Y, lengths) -> dict:
         """One pass over the training data, a minibatch per update; returns the epoch's record
@@ -315,7 +334,7 @@ class RNN(InputsMixin, LongDocumentsMixin):
         tokens, start, chunked = 0, time.time(), 0
         chunker = self._chunker() if run.forward is self.model else None  # not through DDP
         try:
-            for idx in run.batches.batches(lengths, train=True, rng=self.rng):
+            for idx in cast("Padded", run.batches).batches(lengths, train=True, rng=self.rng):
                 x, lt, lengths_np = self._batch(X, idx)
                 y = self._target_batch(Y, idx)
                 long = chunker is not None and len(idx) == 1 and lengths_np[0] > chunker.chunk
@@ -360,7 +379,8 @@ class RNN(InputsMixin, LongDocumentsMixin):
             self.updater.step(self.params)
 
     # -- prediction ----------------------------------------------------------------------------
-    def predict(self, X, batch_size: int = 256):
+    def predict(self, X: Sequence[Any] | np.ndarray,
+                batch_size: int = 256) -> np.ndarray | list[np.ndarray]:
         """Outputs in the order of X: an array (examples, units), or for a model whose output is a
         sequence, one (steps, units) array per example.
 

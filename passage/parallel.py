@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 
@@ -43,7 +44,7 @@ def thread_count_kept() -> Iterator[None]:
 _MAP_LOCK = threading.Lock()
 
 
-def map_batches(fn, batches: list, device: torch.device) -> None:
+def map_batches(fn: Callable[[Any], object], batches: list, device: torch.device) -> None:
     """Call ``fn`` on every batch in inference mode and the layers' ``inference()`` (whatever
     the module's train/eval mode, in whichever thread runs the batch). On a CPU with n threads,
     n worker threads each run whole batches on one core (torch releases the GIL inside its

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -263,13 +264,13 @@ class LenFilter:
             check_int(name, getattr(self, name), hint=" (a length in tokens)")
         check_real("percentile", self.percentile, low=0.0, high=100.0)
 
-    def limit(self, lengths: Sequence[int]) -> float:
+    def limit(self, lengths: Sequence[int] | np.ndarray) -> float:
         if self.percentile > 0:
             return float(np.clip(np.percentile(lengths, self.percentile), self.min_max_len,
                                  self.max_len))
         return float(self.max_len)
 
-    def filter(self, *data):
+    def filter(self, *data: Sequence[Any] | np.ndarray) -> Any:
         """(X, Y, ...) without the examples whose X is longer than the limit; a ValueError when
         that would leave none (nothing to train on)."""
         self._check()
@@ -290,7 +291,7 @@ class LenFilter:
                 f"{max_len:.0f} tokens (pass len_filter=None to keep them all)",
                 UserWarning, stacklevel=2,
             )
-        picked = tuple(d[keep] if isinstance(d, TokenArray) else [d[i] for i in keep]
+        picked = tuple(d[keep] if isinstance(d, TokenArray) else [d[i] for i in cast(Any, keep)]
                        for d in data)
         return picked[0] if len(data) == 1 else picked
 
@@ -328,7 +329,7 @@ class Truncate:
         m = int(self.max_len)
         return {"head": m, "tail": 0, "ends": m - m // 2}[self.keep]
 
-    def transform(self, X):
+    def transform(self, X: Sequence[Any] | np.ndarray) -> list[Any] | TokenArray:
         """X (lists/arrays of ids, or a ``TokenArray``) with every sequence cut to max_len."""
         self._check()
         return self._cut_all(X, sequence_lengths(X))
@@ -358,7 +359,7 @@ class Truncate:
             return np.concatenate([x[:h], x[n - (m - h):]])
         return list(x[:h]) + list(x[n - (m - h):])
 
-    def filter(self, *data):
+    def filter(self, *data: Sequence[Any] | np.ndarray) -> Any:
         """``fit``'s len_filter hook: (X, Y) with long sequences of X cut. Y is cut the same way
         when it holds one label per token, i.e. every target is as long as its sequence."""
         self._check()

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TYPE_CHECKING, cast
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -41,6 +42,8 @@ OUTPUTS = {"binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce"),
            "regression": ("linear", "mse")}
 
 if TYPE_CHECKING:
+    import torch
+
     class RecipeRNN(RNN):
         """For type checkers only: an RNN with the attributes the recipe sets on it."""
 
@@ -115,8 +118,9 @@ def validation_indices(n: int, options: TextModelOptions
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def fit_encoded(texts, y, task: str, n_outputs: int, options: TextModelOptions | None = None,
-                class_weight=None) -> RNN:
+def fit_encoded(texts: Iterable[str], y: Sequence[Any] | np.ndarray, task: str, n_outputs: int,
+                options: TextModelOptions | None = None,
+                class_weight: str | dict | None = None) -> RNN:
     """The recipe on raw texts and encoded targets ``y`` (class ids, or values of shape
     (texts,) or (texts, n_outputs)); returns the trained model.
 
@@ -200,8 +204,9 @@ def _fold(model: RNN, linear_bias, a: float, b: float, c) -> None:
         last.b.copy_(b * last.b + a * linear_bias + c)
 
 
-def fit_text_model(texts, labels, coding: LabelCoding | None = None,
-                   options: TextModelOptions | None = None, task: str = "auto") -> RNN:
+def fit_text_model(texts: Iterable[str], labels: Iterable[object],
+                   coding: LabelCoding | None = None, options: TextModelOptions | None = None,
+                   task: str = "auto") -> RNN:
     """Fit a tokenizer and an RNN on raw texts and labels (class names or numbers); returns
     the trained model.
 
@@ -216,7 +221,8 @@ def fit_text_model(texts, labels, coding: LabelCoding | None = None,
     return model
 
 
-def blend(model: RNN, linear_bias, validation, monitor: str, verbose: int = 0) -> dict:
+def blend(model: RNN, linear_bias: torch.Tensor, validation: tuple[Any, Any] | None,
+          monitor: str, verbose: int = 0) -> dict:
     """Weigh the trained RNN and the linear n-gram term into one model, on validation data.
 
     The output's pre-activation becomes ``a * linear + b * rnn + c``, with (a, b, c) that
@@ -239,12 +245,12 @@ def blend(model: RNN, linear_bias, validation, monitor: str, verbose: int = 0) -
         y = torch.from_numpy(targets)
         z_lin = torch.from_numpy(term_logits(model, X, linear_bias))
         with _without_term(model):
-            z_rnn = torch.from_numpy(_logits(model, model.predict(X)))
+            z_rnn = torch.from_numpy(_logits(model, cast(np.ndarray, model.predict(X))))
         a, b, c = _fit_weights(model._logits_cost or model.cost, y, z_lin, z_rnn)
         for name, z in (("blend", a * z_lin + b * z_rnn + c), ("linear", z_lin),
                         ("rnn", z_rnn)):
             out = activated(model, z).numpy()
-            table[name] = metrics.scores(model.cost, targets, out)[monitor]
+            table[name] = metrics.scores(model.cost, cast(np.ndarray, targets), out)[monitor]
     _fold(model, linear_bias, a, b, c)
     cast("RecipeRNN", model).linear_ = {
         "weights": [float(a), float(b)], "offset": [float(v) for v in c],

@@ -25,6 +25,7 @@ the GRU and i, f, g, o for the LSTM.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -58,7 +59,9 @@ def pool_steps(out: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tens
     return (out * real).sum(1) / lengths.to(out.device).clamp(min=1)[:, None].to(out.dtype)
 
 
-def gate_scale_vector(kind: str, size: int, scale: float, device=None, dtype=None) -> torch.Tensor:
+def gate_scale_vector(kind: str, size: int, scale: float,
+                      device: torch.device | str | int | None = None,
+                      dtype: torch.dtype | None = None) -> torch.Tensor:
     """Per-row factor that turns sigmoid(a) gates into sigmoid(scale * a) gates."""
     ones = torch.ones(size, device=device, dtype=dtype)
     if kind == "gru":  # r, z are gates; n is the candidate
@@ -93,7 +96,8 @@ class GRUScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gi, h0, w_hh, b_hh):
+    def forward(ctx: Any, gi: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor,
+                b_hh: torch.Tensor) -> torch.Tensor:
         ctx.fused = (_fused_step is not None and gi.device.type == "cpu"
                      and gi.dtype in FUSED_STEP_DTYPES and gi.numel() > 0)
         hs, gh_n, rz, n = (_forward_fused if ctx.fused else _forward_ops)(gi, h0, w_hh, b_hh)
@@ -102,7 +106,7 @@ class GRUScan(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable  # no double backward: an error, not a wrong one
-    def backward(ctx, d_out):
+    def backward(ctx: Any, d_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         hs, gh_n, rz, n, w_hh = ctx.saved_tensors
         d_out = d_out.to(n.dtype).contiguous()
         step_back = _backward_fused if ctx.fused else _backward_ops

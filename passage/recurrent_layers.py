@@ -5,8 +5,8 @@ base class (``_Recurrent``) doing the work. Training runs the scans of ``passage
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -249,7 +249,7 @@ class SimpleRecurrent(_Recurrent):
 
     def __init__(self, size: int = 256, activation: str = "tanh", init: str = "orthogonal",
                  truncate_gradient: int = -1, seq_output: bool = False, p_drop: float = 0.0,
-                 weights=None, *, direction: str = "forward",
+                 weights: Iterable[Any] | None = None, *, direction: str = "forward",
                  gate_activation: str = "steeper_sigmoid", recurrent_dropout: float = 0.0,
                  fused: bool = True, pool: str | None = None):
         super().__init__()
@@ -265,8 +265,8 @@ class GatedRecurrent(_Recurrent):
     def __init__(self, size: int = 256, activation: str = "tanh",
                  gate_activation: str = "steeper_sigmoid", init: str = "orthogonal",
                  truncate_gradient: int = -1, seq_output: bool = False, p_drop: float = 0.0,
-                 direction: str = "forward", weights=None, *, recurrent_dropout: float = 0.0,
-                 fused: bool = True, pool: str | None = None):
+                 direction: str = "forward", weights: Iterable[Any] | None = None, *,
+                 recurrent_dropout: float = 0.0, fused: bool = True, pool: str | None = None):
         super().__init__()
         self._setup(size, activation, gate_activation, init, truncate_gradient, seq_output,
                     p_drop, direction, weights, recurrent_dropout, fused, pool)
@@ -280,8 +280,8 @@ class LstmRecurrent(_Recurrent):
     def __init__(self, size: int = 256, activation: str = "tanh",
                  gate_activation: str = "steeper_sigmoid", init: str = "orthogonal",
                  truncate_gradient: int = -1, seq_output: bool = False, p_drop: float = 0.0,
-                 weights=None, *, direction: str = "forward", recurrent_dropout: float = 0.0,
-                 fused: bool = True, pool: str | None = None):
+                 weights: Iterable[Any] | None = None, *, direction: str = "forward",
+                 recurrent_dropout: float = 0.0, fused: bool = True, pool: str | None = None):
         super().__init__()
         self._setup(size, activation, gate_activation, init, truncate_gradient, seq_output,
                     p_drop, direction, weights, recurrent_dropout, fused, pool)

@@ -8,8 +8,10 @@ importing the model modules (which sit above it: they save through it).
 
 from __future__ import annotations
 
+from typing import Any
 
-def lookup(table: dict, name: object, kind: str):
+
+def lookup(table: dict, name: object, kind: str) -> Any:
     """``table[name.lower()]``, or an error that lists the valid names."""
     if not isinstance(name, str):
         raise TypeError(f"{kind} must be a name (str), got {type(name).__name__}")

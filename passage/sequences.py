@@ -23,8 +23,10 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 try:
     from passage._tokens import to_lists as _compiled_lists
@@ -55,7 +57,8 @@ class TokenArray(Sequence):
         self.offsets = offsets
 
     @classmethod
-    def from_sequences(cls, sequences: Iterable[Sequence[int]], dtype=np.int32) -> TokenArray:
+    def from_sequences(cls, sequences: Iterable[Sequence[int]],
+                       dtype: npt.DTypeLike = np.int32) -> TokenArray:
         """Pack sequences of ints (lists, arrays, or another TokenArray) into a TokenArray."""
         if isinstance(sequences, TokenArray):
             return cls(sequences.values.astype(dtype, copy=False), sequences.offsets)
@@ -108,14 +111,14 @@ class TokenArray(Sequence):
     def __contains__(self, sequence) -> bool:
         return any(self._equal_to(sequence))
 
-    def index(self, sequence, start: int = 0, stop: int | None = None) -> int:
+    def index(self, sequence: object, start: int = 0, stop: int | None = None) -> int:
         """Position of the first sequence equal to ``sequence`` (as for a list of lists)."""
         for i, equal in enumerate(self._equal_to(sequence)):
             if equal and start <= i and (stop is None or i < stop):
                 return i
         raise ValueError("sequence is not in this TokenArray")
 
-    def count(self, sequence) -> int:
+    def count(self, sequence: object) -> int:
         return sum(self._equal_to(sequence))
 
     def _equal_to(self, sequence) -> Iterator[bool]:
@@ -150,7 +153,7 @@ class TokenArray(Sequence):
         """Memory held by the two arrays, in bytes."""
         return int(self.values.nbytes + self.offsets.nbytes)
 
-    def take(self, index) -> TokenArray:
+    def take(self, index: npt.ArrayLike) -> TokenArray:
         """The sequences at ``index`` (ints or a boolean mask), as a new TokenArray."""
         idx = np.asarray(index)
         if idx.dtype == bool:
@@ -172,7 +175,8 @@ class TokenArray(Sequence):
         np.cumsum(lengths, out=offsets[1:])
         return TokenArray(self.values[_positions(starts, lengths)], offsets)
 
-    def padded(self, index, dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+    def padded(self, index: npt.ArrayLike,
+               dtype: npt.DTypeLike = np.int64) -> tuple[np.ndarray, np.ndarray]:
         """Sequences ``index`` right-padded with 0: (len(index), longest) array, and lengths.
 
         What ``iterators.make_batch`` returns for lists, with one gather of the batch's tokens.
@@ -192,7 +196,7 @@ class TokenArray(Sequence):
         return _as_lists(self.values, self.offsets)
 
 
-def sequence_lengths(X) -> np.ndarray:
+def sequence_lengths(X: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Length of every sequence in X (a list of sequences, a ``TokenArray``, or an array of
     shape (n, time, ...))."""
     if isinstance(X, TokenArray):  # from the offsets, no loop

@@ -12,6 +12,7 @@ the token ids (after an Embedding), or every step's projection (batch, width, ga
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import torch
@@ -72,7 +73,8 @@ def scan(kind: str, source: torch.Tensor, ids: torch.Tensor | None, lengths: np.
     out, final = scan_steps(kind, step_input, lengths, width, state, w_hh, b_hh, relu,
                             keep_outputs or pool is not None, pool if inline else None)
     if pool is not None and not inline:
-        out = pool_steps(out, torch.from_numpy(np.asarray(lengths)), pool)
+        out = pool_steps(cast(torch.Tensor, out),  # (kept: keep_outputs was set)
+                         torch.from_numpy(np.asarray(lengths)), pool)
     return out, final
 
 
@@ -104,7 +106,8 @@ def _scan_compiled(kind, source, ids, lengths, width, state, w_hh, b_hh, relu, k
 def scan_steps(kind: str, step_input: Callable[[int, int], torch.Tensor],
                lengths: np.ndarray, width: int, state: tuple[torch.Tensor, ...],
                w_hh: torch.Tensor, b_hh: torch.Tensor, relu: bool = False,
-               keep_outputs: bool = False, pool: str | None = None):
+               keep_outputs: bool = False, pool: str | None = None
+               ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...]]:
     """The scan as a loop of PyTorch ops. ``step_input(t, a)`` gives the input projections
     (with b_ih) of step t for rows a.. . Returns (outputs (batch, width, size) zero at padding,
     or None; final states). With ``pool`` ('max' or 'mean') the outputs are pooled as the scan
@@ -146,4 +149,4 @@ def scan_steps(kind: str, step_input: Callable[[int, int], torch.Tensor],
         else:
             n = torch.from_numpy(np.maximum(lengths, 1)).to(pooled.device, pooled.dtype)
             out = pooled / n[:, None]
-    return out, ((h, c) if kind == "lstm" else (h,))
+    return out, ((h, cast(torch.Tensor, c)) if kind == "lstm" else (h,))

@@ -13,9 +13,12 @@ are the recipe's (``passage.options.TextModelOptions``), the same as ``passage t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import fields
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -89,13 +92,13 @@ class _TextRNN(BaseEstimator):
 
     def _raw(self, X) -> np.ndarray:
         _check_fitted(self, "model_")
-        return self.model_.predict(check_texts(X, "X"))
+        return cast(np.ndarray, self.model_.predict(check_texts(X, "X")))
 
 
 class RNNClassifier(ClassifierMixin, _TextRNN):
     """Text classifier: binary (sigmoid, bce) or multi-class (softmax, cce) from the labels."""
 
-    def fit(self, X, y):
+    def fit(self, X: Iterable[str], y: npt.ArrayLike) -> RNNClassifier:
         _check_y(y)
         self._check_params()
         _check_missing(y, finite=False)
@@ -116,12 +119,12 @@ class RNNClassifier(ClassifierMixin, _TextRNN):
         self.classes_ = classes
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: Iterable[str]) -> np.ndarray:
         _check_fitted(self, "classes_")
         p = self._raw(X)
         return np.hstack([1 - p, p]) if len(self.classes_) == 2 else p
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: Iterable[str]) -> np.ndarray:
         _check_fitted(self, "classes_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
@@ -129,7 +132,7 @@ class RNNClassifier(ClassifierMixin, _TextRNN):
 class RNNRegressor(RegressorMixin, _TextRNN):
     """Text regressor (linear output, mse; targets standardized internally)."""
 
-    def fit(self, X, y):
+    def fit(self, X: Iterable[str], y: npt.ArrayLike) -> RNNRegressor:
         _check_y(y)
         self._check_params()
         if self.class_weight is not None:
@@ -145,7 +148,7 @@ class RNNRegressor(RegressorMixin, _TextRNN):
         self.n_outputs_ = n_outputs
         return self
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: Iterable[str]) -> np.ndarray:
         p = self._raw(X)
         return p[:, 0] if p.shape[1] == 1 and self.n_outputs_ == 1 else p
 

@@ -34,8 +34,9 @@ class Stack(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.wide = wide  # a linear n-gram term added to the output's pre-activation
 
-    def forward(self, x, lengths, pre_act: bool = False, states: list | None = None,
-                tables: list | None = None, head: bool = True):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, pre_act: bool = False,
+                states: list | None = None, tables: list | None = None,
+                head: bool = True) -> torch.Tensor:
         """Outputs of the last layer. ``states`` (one entry per recurrent layer, None for its
         learned initial state) makes the recurrent layers start from it; the list is then
         updated in place with their final states, as a language model carries state.
@@ -58,7 +59,9 @@ class Stack(nn.Module):
             return x
         return self.head(x, lengths, pre_act, ids, id_lengths)
 
-    def head(self, x, lengths, pre_act: bool, ids=None, id_lengths=None) -> torch.Tensor:
+    def head(self, x: torch.Tensor, lengths: torch.Tensor | None, pre_act: bool,
+             ids: torch.Tensor | None = None,
+             id_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The last layer on ``x``, plus the n-gram term of the token ``ids`` if there is one."""
         last = self.layers[-1]
         if self.wide is None:

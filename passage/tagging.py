@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -28,14 +30,19 @@ from passage.layers import Dense, FeatureEmbedding, GatedRecurrent, Layer, LstmR
 from passage.models import RNN
 from passage.updates import Adam
 
+if TYPE_CHECKING:
+    from passage.training import Callback
 
-def read_conllu(path: str | os.PathLike, column: str = "upos"):
+
+def read_conllu(path: str | os.PathLike,
+                column: str = "upos") -> tuple[list[list[str]], list[list[str]]]:
     """(sentences, tags) from a CoNLL-U file (gzip if .gz): token forms and the ``column``
     ('upos' or 'xpos') of every word; multiword-token ranges and empty nodes are skipped."""
     col = {"upos": 3, "xpos": 4}.get(column)
     if col is None:
         raise ValueError(f"column must be 'upos' or 'xpos', got {column!r}")
-    sentences, tags = [], []
+    sentences: list[list[str]] = []
+    tags: list[list[str]] = []
     words: list[str] = []
     labels: list[str] = []
     with open_text(path, what="CoNLL-U file") as f:
@@ -96,7 +103,7 @@ class WordFeatures:
         low = word.lower()
         return [low, *(low[-k:] for k in range(1, self.suffix + 1)), low[:1], word_shape(word)]
 
-    def fit(self, sentences) -> WordFeatures:
+    def fit(self, sentences: Sequence[Sequence[str]]) -> WordFeatures:
         _check_sentences(sentences)
         check_int("min_df", self.min_df)
         check_int("suffix", self.suffix, 0, hint=" (longest suffix used as a feature)")
@@ -118,7 +125,7 @@ class WordFeatures:
         self.n_features_ = next_id
         return self
 
-    def transform(self, sentences) -> list[np.ndarray]:
+    def transform(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """One (tokens, n_slots) int array per sentence."""
         if not hasattr(self, "vocab_"):
             raise NotFittedError("WordFeatures is not fitted yet: call fit(sentences) first")
@@ -176,8 +183,10 @@ class Tagger:
         check_dropout("p_drop", self.p_drop)
         check_real("lr", self.lr, low=0.0, low_open=True, hint=" (the learning rate)")
 
-    def fit(self, sentences, tags, validation_data=None, patience: int | None = 2,
-            callbacks=None) -> Tagger:
+    def fit(self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]],
+            validation_data: Sequence[Sequence[Sequence[str]]] | None = None,
+            patience: int | None = 2,
+            callbacks: list[Callback] | tuple[Callback, ...] | None = None) -> Tagger:
         """Train on token lists and their tag lists; with ``validation_data`` ((sentences,
         tags)) the best epoch by validation accuracy is kept. Empty sentences are allowed
         (they teach nothing). Nothing is set on the tagger unless training succeeds.
@@ -223,7 +232,7 @@ class Tagger:
     def _encode(self, tags) -> list[np.ndarray]:
         return _encode(tags, self.tags_)
 
-    def predict_proba(self, sentences) -> list[np.ndarray]:
+    def predict_proba(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """One (tokens, tags) array of probabilities per sentence ((0, tags) for an empty one)."""
         if not hasattr(self, "model_"):
             raise NotFittedError("this Tagger is not fitted yet: call fit(sentences, tags) first")
@@ -235,10 +244,10 @@ class Tagger:
                 out[i] = p
         return out
 
-    def predict(self, sentences) -> list[list[str]]:
+    def predict(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         return [[self.tags_[i] for i in p.argmax(-1)] for p in self.predict_proba(sentences)]
 
-    def score(self, sentences, tags) -> float:
+    def score(self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]]) -> float:
         """Token accuracy over real tokens."""
         pred = self.predict(sentences)
         hits = sum(p == t for ps, ts in zip(pred, tags, strict=True)
@@ -255,7 +264,7 @@ class Tagger:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tagger:
         from passage.io import load
-        model = load(path)
+        model = cast(RNN, load(path))
         meta = (getattr(model, "extra_", None) or {}).get("tagger")
         if meta is None:
             raise ValueError(f"{os.fspath(path)!r} is a Passage model but not a Tagger")

@@ -11,9 +11,16 @@ labels (one list per sequence, for taggers) are prepared the same way, sequence 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
+import numpy.typing as npt
 
 from passage import costs as C
+
+if TYPE_CHECKING:
+    from passage.costs import Cost
 
 
 def _as_array(Y) -> np.ndarray:
@@ -30,7 +37,7 @@ def _as_array(Y) -> np.ndarray:
     return y
 
 
-def prepare(Y, cost, out_size: int):
+def prepare(Y: npt.ArrayLike, cost: Cost, out_size: int) -> np.ndarray:
     """Validate labels against the cost and the output layer's size; return the target array."""
     y = _as_array(Y)
     if y.ndim == 0:
@@ -84,7 +91,8 @@ def _check_width(y: np.ndarray, out_size: int, cost) -> np.ndarray:
     return y
 
 
-def prepare_per_step(Y, cost, out_size: int, lengths: np.ndarray) -> list[np.ndarray]:
+def prepare_per_step(Y: Sequence[Any] | np.ndarray, cost: Cost, out_size: int,
+                     lengths: np.ndarray) -> list[np.ndarray]:
     """Per-step labels (one sequence per example) prepared like ``prepare``, checked for length."""
     if len(Y) != len(lengths):
         raise ValueError(f"got {len(lengths)} sequences but {len(Y)} label sequences")
@@ -97,7 +105,8 @@ def prepare_per_step(Y, cost, out_size: int, lengths: np.ndarray) -> list[np.nda
     return np.split(flat, np.cumsum(lengths)[:-1])
 
 
-def class_weights(class_weight, Y, cost, out_size: int, per_step: bool) -> np.ndarray:
+def class_weights(class_weight: str | dict, Y: np.ndarray | list[np.ndarray], cost: Cost,
+                  out_size: int, per_step: bool) -> np.ndarray:
     """One weight per class from ``class_weight`` ('balanced': n / (classes * count), or a dict
     {class index: weight}) for the prepared targets ``Y`` of a classifier's ``cost``."""
     if cost not in (C.BinaryCrossEntropy, C.CategoricalCrossEntropy) or (
@@ -105,7 +114,7 @@ def class_weights(class_weight, Y, cost, out_size: int, per_step: bool) -> np.nd
         raise ValueError("class_weight needs a classifier: a 1-unit sigmoid output with "
                          "cost='bce', or a softmax output with cost='cce'")
     n = max(out_size, 2)
-    flat = np.concatenate(Y) if per_step else Y
+    flat = np.concatenate(Y) if per_step else cast(np.ndarray, Y)
     if flat.dtype.kind == "f" and flat.ndim == 2 and flat.shape[1] > 1:  # rows of probs
         classes = flat.argmax(1)
     else:

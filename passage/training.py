@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -41,6 +41,10 @@ from passage.checkpoint import (
     save_checkpoint,
 )
 from passage.io import save
+
+if TYPE_CHECKING:
+    from passage.iterators import Padded
+    from passage.models import RNN
 
 __all__ = ["Callback", "Checkpoint", "DataParallel", "EarlyStopping", "EpochLog", "LinearLR",
            "PlateauLR", "ProgressBar", "Run", "Snapshots", "train"]
@@ -86,8 +90,9 @@ class Run:
     iterator, or a per-process share), validate: scores the validation data (or None).
     """
 
-    def __init__(self, model, n_epochs: int, callbacks: Sequence[Callback], *,
-                 validate: Callable[[], dict] | None = None, batches=None, forward=None):
+    def __init__(self, model: RNN, n_epochs: int, callbacks: Sequence[Callback], *,
+                 validate: Callable[[], dict] | None = None, batches: Padded | None = None,
+                 forward: torch.nn.Module | None = None):
         self.model, self.n_epochs = model, n_epochs
         self.callbacks = list(callbacks)
         self.validate, self.batches, self.forward = validate, batches, forward
@@ -296,7 +301,7 @@ class LinearLR(Callback):
         self.step = 0
 
     def on_train_begin(self, run: Run) -> None:
-        self.base = run.model.updater.lr
+        self.base = cast(Any, run.model.updater).lr  # (the built-in updaters all have one)
 
     def on_epoch_begin(self, run: Run, epoch: int) -> None:
         self.step = epoch * self.per_epoch
@@ -390,7 +395,7 @@ class DataParallel(Callback):
         self.shard, self.agree = shard, agree
 
 
-def check_callbacks(callbacks) -> list[Callback]:
+def check_callbacks(callbacks: object) -> list[Callback]:
     """``callbacks`` (None or a list of ``Callback`` objects) as a list, or a TypeError."""
     if callbacks is None:
         return []

@@ -16,14 +16,20 @@ True
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING, Any
 
 from passage.layers import Layer
 from passage.lm import LanguageModel
 from passage.models import RNN
 
+if TYPE_CHECKING:
+    from passage.costs import Cost
+    from passage.updates import Update
 
-def from_language_model(lm: LanguageModel, head: list[Layer], cost, updater="Adam", *,
-                        freeze: bool = False, pool: str | None = None, **rnn_kwargs) -> RNN:
+
+def from_language_model(lm: LanguageModel, head: list[Layer], cost: str | Cost,
+                        updater: str | Update = "Adam", *, freeze: bool = False,
+                        pool: str | None = None, **rnn_kwargs: Any) -> RNN:
     """An ``RNN`` made of copies of ``lm``'s input and recurrent layers, then ``head`` (e.g.
     ``[Dense(1, 'sigmoid')]``). The last recurrent layer now returns its final state only.
     ``pool='max'|'mean'`` makes it summarise all its states instead.

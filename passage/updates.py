@@ -98,21 +98,24 @@ class Update:
 
 class SGD(Update):
     defaults = {"lr": 0.01}
+    lr: float  # (set from defaults by Update.__init__)
 
     def __init__(self, lr: float = 0.01, *args, **kwargs):
         super().__init__(*args, lr=lr, **kwargs)
 
-    def make_optimizer(self, params):
+    def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.lr)
 
 
 class Momentum(Update):
     defaults = {"lr": 0.01, "momentum": 0.9}
+    lr: float  # (set from defaults by Update.__init__)
+    momentum: float
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, *args, **kwargs):
         super().__init__(*args, lr=lr, momentum=momentum, **kwargs)
 
-    def make_optimizer(self, params):
+    def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
 
 
@@ -120,22 +123,27 @@ class NAG(Update):
     """Nesterov momentum."""
 
     defaults = {"lr": 0.01, "momentum": 0.9}
+    lr: float  # (set from defaults by Update.__init__)
+    momentum: float
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, *args, **kwargs):
         super().__init__(*args, lr=lr, momentum=momentum, **kwargs)
 
-    def make_optimizer(self, params):
+    def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, nesterov=True)
 
 
 class RMSprop(Update):
     defaults = {"lr": 0.001, "rho": 0.9, "epsilon": 1e-6}
+    lr: float  # (set from defaults by Update.__init__)
+    rho: float
+    epsilon: float
 
     def __init__(self, lr: float = 0.001, rho: float = 0.9, epsilon: float = 1e-6, *args,
                  **kwargs):
         super().__init__(*args, lr=lr, rho=rho, epsilon=epsilon, **kwargs)
 
-    def make_optimizer(self, params):
+    def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return torch.optim.RMSprop(params, lr=self.lr, alpha=self.rho, eps=self.epsilon)
 
 
@@ -143,33 +151,42 @@ class Adam(Update):
     """Adam; ``b1``, ``b2`` are 1 - beta1, 1 - beta2 as in 2015 Passage."""
 
     defaults = {"lr": 0.0002, "b1": 0.1, "b2": 0.001, "e": 1e-8}
+    lr: float  # (set from defaults by Update.__init__)
+    b1: float
+    b2: float
+    e: float
 
     def __init__(self, lr: float = 0.0002, b1: float = 0.1, b2: float = 0.001, e: float = 1e-8,
                  *args, **kwargs):
         super().__init__(*args, lr=lr, b1=b1, b2=b2, e=e, **kwargs)
 
-    def make_optimizer(self, params):
+    def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=self.lr, betas=(1 - self.b1, 1 - self.b2), eps=self.e)
 
 
 class Adagrad(Update):
     defaults = {"lr": 0.01, "epsilon": 1e-6}
+    lr: float  # (set from defaults by Update.__init__)
+    epsilon: float
 
     def __init__(self, lr: float = 0.01, epsilon: float = 1e-6, *args, **kwargs):
         super().__init__(*args, lr=lr, epsilon=epsilon, **kwargs)
 
-    def make_optimizer(self, params):
+    def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return torch.optim.Adagrad(params, lr=self.lr, eps=self.epsilon)
 
 
 class Adadelta(Update):
     defaults = {"lr": 0.5, "rho": 0.95, "epsilon": 1e-6}
+    lr: float  # (set from defaults by Update.__init__)
+    rho: float
+    epsilon: float
 
     def __init__(self, lr: float = 0.5, rho: float = 0.95, epsilon: float = 1e-6, *args,
                  **kwargs):
         super().__init__(*args, lr=lr, rho=rho, epsilon=epsilon, **kwargs)
 
-    def make_optimizer(self, params):
+    def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return torch.optim.Adadelta(params, lr=self.lr, rho=self.rho, eps=self.epsilon)
 
 

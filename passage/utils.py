@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import Any
+
 import numpy as np
 
 from passage.io import load, save
@@ -12,14 +15,14 @@ from passage.io import load, save
 __all__ = ["save", "load", "iter_data", "shuffle"]
 
 
-def iter_data(*data, size: int = 128):
+def iter_data(*data: Sequence[Any] | np.ndarray, size: int = 128) -> Iterator[Any]:
     """Consecutive slices of ``size`` items of each of ``data``."""
     for start in range(0, len(data[0]), size):
         chunk = tuple(d[start:start + size] for d in data)
         yield chunk[0] if len(data) == 1 else chunk
 
 
-def shuffle(*data, seed: int | None = None):
+def shuffle(*data: Sequence[Any] | np.ndarray, seed: int | None = None) -> list[Any]:
     """The lists in ``data`` shuffled with one shared permutation."""
     idx = np.random.default_rng(seed).permutation(len(data[0]))
     out = [[d[i] for i in idx] for d in data]

@@ -17,6 +17,7 @@ loaded ones (so they neither dominate nor vanish), PAD gets zeros.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,8 +25,11 @@ from passage.exceptions import NotFittedError
 from passage.files import open_text
 from passage.preprocessing import PAD, SPECIAL
 
+if TYPE_CHECKING:
+    from passage.preprocessing import Tokenizer
 
-def load_vectors(path: str | os.PathLike, tokenizer, seed: int = 0,
+
+def load_vectors(path: str | os.PathLike, tokenizer: Tokenizer, seed: int = 0,
                  lowercase: bool | None = None) -> tuple[np.ndarray, float]:
     """(matrix of shape (tokenizer.n_features, dim), coverage): row i is the vector of the
     tokenizer's word i. coverage is the share of the vocabulary (PAD/END/UNK aside) found.

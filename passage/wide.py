@@ -24,6 +24,8 @@ torch.Size([2, 2])
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -33,6 +35,10 @@ from torch.nn import functional as F
 from passage import iterators
 from passage._checks import check_int
 from passage._memory import release_free_memory
+
+if TYPE_CHECKING:
+    from passage.layers import Dense
+    from passage.models import RNN
 
 INIT_SCALE = 1e-4
 HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash constant; ids stay far below 2**32
@@ -88,8 +94,10 @@ class NgramLinear(nn.Module):
         return out / norm[:, None].to(out.dtype)
 
 
-def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
-             strengths=(1.0, 10.0, 100.0, 1000.0), max_iter: int = 200) -> dict:
+def fit_term(model: RNN, X: Sequence[Any] | np.ndarray, Y: Sequence[Any] | np.ndarray,
+             validation_data: Sequence[Any] | None = None, monitor: str = "cost",
+             strengths: Sequence[float] = (1.0, 10.0, 100.0, 1000.0),
+             max_iter: int = 200) -> dict:
     """Fit ``model.wide`` alone, with a bias of its own, as an L2-regularised linear model on
     the model's cost (logistic, softmax or squared): what ``passage.recipe.blend`` later
     weighs against the recurrent part.
@@ -102,7 +110,7 @@ def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
     """
     from passage import metrics
 
-    term = model.wide
+    term = cast(NgramLinear, model.wide)  # a model with the term
     cost = model._logits_cost or model.cost
     lengths, Yt = prepared_targets(model, X, Y)
     n, n_rows = len(lengths), term.n_features + term.buckets
@@ -116,7 +124,7 @@ def fit_term(model, X, Y, validation_data=None, monitor: str = "cost",
     val = None
     if validation_data is not None:
         v_lengths, v_y = prepared_targets(model, *validation_data)
-        val = (validation_data[0], v_y)
+        val = (validation_data[0], cast(np.ndarray, v_y))  # (one output per document)
     weight = torch.zeros(len(used), term.n_out, device=model.device, requires_grad=True)
     bias = torch.zeros(term.n_out, device=model.device, requires_grad=True)
     history = 10 if len(used) * term.n_out <= 1 << 21 else 5
@@ -169,9 +177,9 @@ def _lbfgs(matrix, y, cost, weight, bias, penalty: float, max_iter: int, history
     opt.step(closure)
 
 
-def activated(model, z: torch.Tensor) -> torch.Tensor:
+def activated(model: RNN, z: torch.Tensor) -> torch.Tensor:
     """The output layer's activation on pre-activations z (what the cost compares)."""
-    last = model.layers[-1]
+    last = cast("Dense", model.layers[-1])
     return z if last.activation.lower() == "linear" else last.act(z)
 
 
@@ -230,17 +238,19 @@ def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_
                                        check_invariants=False)
 
 
-def term_logits(model, X, bias: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+def term_logits(model: RNN, X: Sequence[Any] | np.ndarray, bias: torch.Tensor,
+                batch_size: int = 256) -> np.ndarray:
     """``model.wide`` plus ``bias`` on the sequences X: (len(X), n_out) pre-activations."""
     lengths = iterators.sequence_lengths(X)
-    out = np.zeros((len(lengths), model.wide.n_out), np.float32)
+    out = np.zeros((len(lengths), cast(NgramLinear, model.wide).n_out), np.float32)
     with torch.no_grad():
         for idx, x, lt in _batches(model, X, lengths, np.arange(len(lengths)), batch_size):
-            out[idx] = (model.wide(x, lt) + bias).float().cpu().numpy()
+            out[idx] = (cast(NgramLinear, model.wide)(x, lt) + bias).float().cpu().numpy()
     return out
 
 
-def prepared_targets(model, X, Y):
+def prepared_targets(model: RNN, X: Sequence[Any] | np.ndarray, Y: Sequence[Any] | np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray | list[np.ndarray]]:
     """(lengths of X, Y as the model's cost takes it: scaled for a regression)."""
     lengths = iterators.sequence_lengths(X)
     return lengths, model._scale_targets(model._targets(Y, lengths))

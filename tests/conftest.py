@@ -23,14 +23,16 @@ def kernel_dtypes(monkeypatch):
 
 @pytest.fixture
 def compiled():
-    """The C extensions (passage/_tokens.c, passage/_gru.c), which pip builds when there is a C
-    compiler: their tests are skipped without them, except in CI, which requires them. Checked
-    by what the library itself imported, so a module that is there but fails to load counts as
-    missing."""
-    from passage import preprocessing, recurrent
+    """The C extensions (passage/_tokens.c, passage/_gru.c, passage/_scan.c), which pip builds
+    when there is a C compiler: their tests are skipped without them, except in CI, which
+    requires them. Checked by what the library itself imported, so a module that is there but
+    fails to load counts as missing."""
+    from passage import preprocessing, recurrent, skip_padding
 
     missing = [name for name, loaded in (("passage._tokens", preprocessing._CompiledLexicon),
-                                         ("passage._gru", recurrent._fused_step)) if loaded is None]
+                                         ("passage._gru", recurrent._fused_step),
+                                         ("passage._scan", skip_padding._compiled))
+               if loaded is None]
     if missing:
         message = f"{', '.join(missing)} not built or not loadable (pip install builds them " \
                   "with a C compiler)"

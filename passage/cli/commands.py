@@ -55,7 +55,8 @@ def cmd_showdown(args: argparse.Namespace) -> int:
                                n_epochs=args.epochs, min_df=args.min_df,
                                verbose=1 if args.verbose else 0)
     log = None if args.quiet else print
-    rows = run_showdown(texts, labels, test_texts, test_labels, sizes=args.sizes,
+    rows = run_showdown(texts, cast(list, labels), test_texts, cast(list, test_labels),
+                        sizes=args.sizes,  # (label columns are read)
                         task=args.task, rnn=rnn, n_jobs=args.jobs, seed=args.seed, log=log)
     print(format_table(rows))
     if args.png:
@@ -82,7 +83,7 @@ def cmd_embeddings(args: argparse.Namespace) -> int:
                        f"{len(coding.classes)} classes")
     text_column, label_column = data_columns(args, model)
     texts, labels = read_labelled(args.data, text_column, label_column, args)
-    values = coding.encode(labels).astype(np.float64)
+    values = coding.encode(cast(list, labels)).astype(np.float64)  # (a label column is read)
     name = (f"share labelled {cast(list, coding.classes)[-1]!r}" if coding.task == "binary" else
             f"average {label_column}")
     points = embedding_map(model, texts, values, args.out, n_words=args.words,

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from passage.cli.errors import CLIError
 from passage.cli.tables import read_data
 
 if TYPE_CHECKING:
     from passage.labels import LabelCoding
+    from passage.models import RNN
 
 DEFAULTS = {"text_column": "text", "label_column": "label"}
 # argument names that are files a command reads / writes (any subcommand, see check_files)
@@ -43,13 +44,13 @@ def read_labelled(path: str, text_column: str, label_column: str | None = None,
     return table.texts, table.labels
 
 
-def load_model(path: str):
+def load_model(path: str) -> RNN:
     """A model for the command line: one with a tokenizer and consistent metadata."""
     from passage.io import load
 
     if os.path.isdir(path):
         raise CLIError(f"{path!r} is a directory, not a model file")
-    model = load(path)
+    model = cast("RNN", load(path))  # (an Ensemble has no tokenizer: refused below)
     if getattr(model, "tokenizer", None) is None:
         raise CLIError(f"{path} has no tokenizer: the command line reads raw text, so it needs "
                        "a model trained with one ('passage train', or RNN(..., tokenizer=...))")
@@ -61,7 +62,7 @@ def load_model(path: str):
     return model
 
 
-def model_coding(model) -> LabelCoding:
+def model_coding(model: RNN) -> LabelCoding:
     """The model's label coding, checked against its output layer."""
     from passage.labels import LabelCoding
     from passage.layers import output_size
@@ -71,7 +72,7 @@ def model_coding(model) -> LabelCoding:
     return coding
 
 
-def data_columns(args: argparse.Namespace, model=None) -> tuple[str, str]:
+def data_columns(args: argparse.Namespace, model: object = None) -> tuple[str, str]:
     """--text-column / --label-column, else what the model was trained with, else defaults."""
     saved = (getattr(model, "extra_", None) or {}) if model is not None else {}
     text = args.text_column or saved.get("text_column") or DEFAULTS["text_column"]

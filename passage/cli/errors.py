@@ -8,6 +8,7 @@ shows where it came from).
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 MAX_ERROR = 1000  # characters of an error message shown
 
@@ -33,7 +34,7 @@ def one_line(error: BaseException) -> str:
 
 
 def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                 file=None, line: str | None = None) -> None:
+                 file: TextIO | None = None, line: str | None = None) -> None:
     """``warnings.showwarning`` for the command line: the message alone, on one line."""
     print(f"passage: warning: {' '.join(str(message).split())}", file=sys.stderr)
 

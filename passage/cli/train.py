@@ -31,6 +31,8 @@ from passage.cli.tables import ALL, read_data
 from passage.options import AUTO_MONITOR, TextModelOptions
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from passage.labels import LabelCoding
     from passage.recipe import RecipeRNN
 
@@ -142,7 +144,7 @@ def _monitor(choice: str, task: str) -> str:
 
 
 def fit_recipe(texts: list[str], labels: list, coding: LabelCoding,
-               options: TextModelOptions):
+               options: TextModelOptions) -> RecipeRNN:
     """The recipe (passage.recipe.fit_text_model) on the texts and labels read."""
     from passage.recipe import fit_text_model
 
@@ -164,7 +166,7 @@ def prediction_header(coding: LabelCoding) -> list[str]:
     return ["index", "prediction", "probability"] + [f"p_{c}" for c in coding.classes]
 
 
-def prediction_rows(coding: LabelCoding, outputs) -> tuple[list[str], list[list]]:
+def prediction_rows(coding: LabelCoding, outputs: np.ndarray) -> tuple[list[str], list[list]]:
     """Header and rows of the predictions CSV (index, prediction, probabilities)."""
     ids = coding.output_ids(outputs)
     header = prediction_header(coding)
@@ -217,7 +219,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     text_column, _ = data_columns(args, model)
     table = read_data(args.data, text_column, keep=_kept_columns(args))
     _with_kept(prediction_header(coding), [], table.columns)  # a clash fails before predicting
-    header, rows = prediction_rows(coding, model.predict(table.texts))
+    # (model_coding: one output per text, an array)
+    header, rows = prediction_rows(coding, cast("np.ndarray", model.predict(table.texts)))
     header, rows = _with_kept(header, rows, table.columns)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -230,7 +233,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 # -- evaluate --------------------------------------------------------------------------------
-def evaluate_outputs(coding: LabelCoding, labels: list, outputs) -> dict[str, float]:
+def evaluate_outputs(coding: LabelCoding, labels: list, outputs: np.ndarray) -> dict[str, float]:
     """Metrics of model outputs against raw labels: accuracy, macro F1 (and ROC AUC for binary),
     or RMSE, MAE and R^2."""
     import numpy as np
@@ -242,8 +245,9 @@ def evaluate_outputs(coding: LabelCoding, labels: list, outputs) -> dict[str, fl
         pred = coding.output_ids(outputs)
         return {"examples": len(y), "rmse": float(np.sqrt(metrics.mse(y, pred))),
                 "mae": metrics.mae(y, pred), "r2": metrics.r2(y, pred)}
-    out = {"examples": len(y), "accuracy": metrics.accuracy(y, coding.probabilities(outputs)),
-           "f1_macro": metrics.f1_macro(y, coding.probabilities(outputs))}
+    out = {"examples": len(y),  # (classification: probabilities are not None)
+           "accuracy": metrics.accuracy(y, cast("np.ndarray", coding.probabilities(outputs))),
+           "f1_macro": metrics.f1_macro(y, cast("np.ndarray", coding.probabilities(outputs)))}
     if coding.task == "binary" and len(set(y.tolist())) == 2:
         out["roc_auc"] = metrics.roc_auc(y, np.asarray(outputs)[:, -1])
     return out
@@ -256,7 +260,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     text_column, label_column = data_columns(args, model)
     texts, labels = read_labelled(args.data, text_column, label_column, args)
     assert labels is not None  # data_columns always gives a label column
-    scores = evaluate_outputs(coding, labels, model.predict(texts))
+    scores = evaluate_outputs(coding, labels, cast("np.ndarray", model.predict(texts)))
     if args.json:
         print(json.dumps(scores))
     else:

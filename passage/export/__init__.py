@@ -17,9 +17,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from passage.exceptions import NotFittedError
 from passage.files import atomic_write
+
+if TYPE_CHECKING:
+    import onnx
+
+    from passage.models import RNN
+    from passage.preprocessing import Tokenizer
 
 __all__ = ["to_onnx", "onnx_model", "tokenizer_to_json", "tokenizer_json", "export_model",
            "metadata"]
@@ -34,7 +42,8 @@ def _onnx():
     return onnx
 
 
-def metadata(model, labels=None, task: str | None = None) -> dict[str, str]:
+def metadata(model: RNN, labels: Iterable[object] | None = None,
+             task: str | None = None) -> dict[str, str]:
     """The ``metadata_props`` of the exported model: task, labels (JSON), output kind, input
     kind, Passage version. Labels and task default to those saved with the model (``passage
     train`` keeps them in ``model.extra_``; a Tagger keeps its tags)."""
@@ -60,7 +69,8 @@ def metadata(model, labels=None, task: str | None = None) -> dict[str, str]:
     return props
 
 
-def onnx_model(model, labels=None, task: str | None = None):
+def onnx_model(model: object, labels: Iterable[object] | None = None,
+               task: str | None = None) -> onnx.ModelProto:
     """The ``onnx.ModelProto`` of a trained ``RNN`` (checked with ``onnx.checker``)."""
     onnx = _onnx()
     from passage.export.graph import OPSET, build_graph
@@ -81,13 +91,14 @@ def onnx_model(model, labels=None, task: str | None = None):
     return proto
 
 
-def to_onnx(model, path: str | os.PathLike, labels=None, task: str | None = None) -> None:
+def to_onnx(model: object, path: str | os.PathLike, labels: Iterable[object] | None = None,
+            task: str | None = None) -> None:
     """Write ``model`` as an ONNX file (atomically). ``labels``/``task`` override the ones
     saved with the model in the metadata."""
     _write(path, onnx_model(model, labels, task).SerializeToString())
 
 
-def tokenizer_json(tokenizer) -> str:
+def tokenizer_json(tokenizer: Tokenizer) -> str:
     """The Hugging Face ``tokenizer.json`` text of a fitted Passage ``Tokenizer``; raises
     where the ``tokenizers`` library could give other ids (see ``passage.export.tokenizer``)."""
     from passage.export.tokenizer import tokenizer_json as make
@@ -95,7 +106,7 @@ def tokenizer_json(tokenizer) -> str:
     return make(tokenizer)
 
 
-def tokenizer_to_json(tokenizer, path: str | os.PathLike) -> None:
+def tokenizer_to_json(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
     """Write ``tokenizer_json(tokenizer)`` to ``path`` (atomically)."""
     _write(path, tokenizer_json(tokenizer).encode("utf-8"))
 
@@ -114,7 +125,7 @@ def tokenizer_path(onnx_path: str | os.PathLike) -> str:
     return (root if ext == ".onnx" else os.fspath(onnx_path)) + ".tokenizer.json"
 
 
-def export_model(model, path: str | os.PathLike, labels=None,
+def export_model(model: object, path: str | os.PathLike, labels: Iterable[object] | None = None,
                  task: str | None = None) -> tuple[str, str | None]:
     """The ONNX file at ``path`` and, if the model has a tokenizer, its tokenizer.json beside
     it; returns both paths (None for no tokenizer). Everything is checked before either file

@@ -32,9 +32,13 @@ from passage.recurrent_layers import _Recurrent
 from passage.wide import HASH_MULTIPLIER
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
+    import numpy.typing as npt
+
+    from passage.layers import Layer
     from passage.recurrent_layers import _Direction
+    from passage.wide import NgramLinear
 
 OPSET = 17
 # Passage activation -> (ONNX recurrent activation, alpha, beta) for the operators' attributes
@@ -268,7 +272,7 @@ def _input(g: _Graph, layer, b: _Builder, padded: str) -> str:
     return out
 
 
-def check_layers(layers) -> None:
+def check_layers(layers: Sequence[Layer]) -> None:
     """Raise a clear error for a layer this exporter cannot write."""
     first = layers[0]
     if type(first) not in (Embedding, FeatureEmbedding, OneHot, Generic):
@@ -283,7 +287,9 @@ def check_layers(layers) -> None:
                              "AdaptiveSoftmax is not exported)")
 
 
-def build_graph(layers, per_step: bool, target_scale=None, wide=None):
+def build_graph(layers: Sequence[Layer], per_step: bool,
+                target_scale: Sequence[npt.ArrayLike] | None = None,
+                wide: NgramLinear | None = None) -> onnx.GraphProto:
     """The graph of a connected stack of layers (see the module docstring); ``wide``: the
     model's ``NgramLinear`` term, if any."""
     check_layers(layers)
@@ -316,7 +322,8 @@ def build_graph(layers, per_step: bool, target_scale=None, wide=None):
         if isinstance(layer, _Recurrent):
             x, seq = b.recurrent(layer, x)
         else:
-            x = b.dense(layer, x, term if i == len(layers) - 1 else None)
+            x = b.dense(cast(Dense, layer), x,  # (check_layers: Dense)
+                        term if i == len(layers) - 1 else None)
     if target_scale is not None:  # regression: back to the units of the labels
         mean, std = (np.asarray(a, np.float32) for a in target_scale)
         x = g.op("Add", g.op("Mul", x, g.const(std, "std")), g.const(mean, "mean"))

@@ -30,9 +30,13 @@ from __future__ import annotations
 import functools
 import json
 import unicodedata
+from typing import TYPE_CHECKING
 
 from passage.exceptions import NotFittedError
 from passage.preprocessing import _PUNCTUATION, PAD, SPECIAL, UNK
+
+if TYPE_CHECKING:
+    from passage.preprocessing import Tokenizer
 
 FINAL_SIGMA = {"\u03c3", "\u03c2"}  # σ and ς: Python lowercases Σ to either, tokenizers to σ
 
@@ -87,7 +91,7 @@ def check_vocabulary(vocabulary: list[str], lowercase: bool) -> None:
             "Passage")
 
 
-def tokenizer_config(tokenizer) -> dict:
+def tokenizer_config(tokenizer: Tokenizer) -> dict:
     """The ``tokenizer.json`` content (a dict) of a fitted Passage Tokenizer."""
     if not hasattr(tokenizer, "encoder"):
         raise NotFittedError("this Tokenizer is not fitted yet: call fit(texts) first")
@@ -112,7 +116,7 @@ def tokenizer_config(tokenizer) -> dict:
     }
 
 
-def tokenizer_json(tokenizer) -> str:
+def tokenizer_json(tokenizer: Tokenizer) -> str:
     """``tokenizer_config`` as JSON text, checked by loading it with ``tokenizers``."""
     text = json.dumps(tokenizer_config(tokenizer), ensure_ascii=False)
     from tokenizers import Tokenizer as HFTokenizer

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ class Predictor:
     fitted ``RNN`` with a tokenizer, or a fitted ``Tagger``.
     """
 
-    def __init__(self, model_or_path):
+    def __init__(self, model_or_path: str | os.PathLike | RNN | Tagger):
         self.sha256_ = None
         if isinstance(model_or_path, str | os.PathLike):
             path = os.fspath(model_or_path)
@@ -122,14 +123,16 @@ class Predictor:
     def labels(self) -> list | None:
         if self.tagger_ is not None:
             return list(self.tagger_.tags_)
-        return None if self.coding_.classes is None else list(self.coding_.classes)
+        coding = cast(LabelCoding, self.coding_)  # (set when there is no tagger)
+        return None if coding.classes is None else list(coding.classes)
 
     def metadata(self) -> dict:
         """What the model is: task, labels, vocabulary, layers, file hash."""
         from passage import __version__
 
         tok = self.rnn_.tokenizer
-        vocab = tok.n_features if tok is not None else self.tagger_.features_.n_features_
+        vocab = tok.n_features if tok is not None else \
+            cast(Tagger, self.tagger_).features_.n_features_  # (no tokenizer: a tagger)
         return {"task": self.task_, "labels": self.labels, "vocabulary_size": int(vocab),
                 "character_tokens": bool(tok is not None and tok.character),
                 "layers": self.rnn_.get_config()["layers"], "passage_version": __version__,
@@ -149,21 +152,25 @@ class Predictor:
             return list(zip(words, results, strict=True))
         return results
 
-    def answer(self, text: str, output, top_k: int | None = None):
+    def answer(self, text: str, output: np.ndarray | tuple[list[str], np.ndarray],
+               top_k: int | None = None) -> dict | list[dict]:
         """The JSON answer for one text from its output."""
         if self.tagger_ is not None:
             return self._tags(text, *output)
         if self.task_ == "regression":
-            return {"value": float(output[0])}
-        proba = self.coding_.probabilities(np.asarray(output)[None, :])[0]
+            return {"value": float(cast(np.ndarray, output)[0])}
+        coding = cast(LabelCoding, self.coding_)  # (set when there is no tagger)
+        proba = cast(np.ndarray, coding.probabilities(np.asarray(output)[None, :]))[0]
         order = np.argsort(-proba, kind="stable")[:top_k]
-        return [{"label": self.coding_.classes[i], "score": float(proba[i])} for i in order]
+        classes = cast(list, coding.classes)  # (a classification coding has them)
+        return [{"label": classes[i], "score": float(proba[i])} for i in order]
 
     def _tags(self, text: str, words: list[str], probs: np.ndarray) -> list[dict]:
         where: Sequence[tuple[int | None, int | None]] = (spans(text, words)
                                                           or [(None, None)] * len(words))
         best = probs.argmax(-1)
-        return [{"entity": self.tagger_.tags_[k], "score": float(probs[i, k]), "index": i,
+        tags = cast(Tagger, self.tagger_).tags_  # (a tagger's answer)
+        return [{"entity": tags[k], "score": float(probs[i, k]), "index": i,
                  "word": w, "start": s, "end": e}
                 for i, (w, k, (s, e)) in enumerate(zip(words, best, where, strict=True))]
 

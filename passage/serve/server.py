@@ -7,6 +7,8 @@ import math
 import signal
 import socket
 import sys
+from collections.abc import Callable
+from typing import Any
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -32,8 +34,8 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
-        drain_seconds: float = 30.0) -> bool:
+def run(app: Callable[..., Any] | str, host: str = "127.0.0.1", port: int = 8000,
+        log_level: str = "info", drain_seconds: float = 30.0) -> bool:
     """Serve ``app`` on host:port until SIGTERM / SIGINT; in-flight requests get up to
     ``drain_seconds`` to finish. False if the app failed to start (uvicorn logged why)."""
     import uvicorn

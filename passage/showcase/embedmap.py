@@ -8,14 +8,26 @@ labels (e.g. 'awful' near 'worst', both red). Needs scikit-learn and matplotlib.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from passage.layers import Embedding
 from passage.preprocessing import SPECIAL
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-def frequent_words(tokenizer, n_words: int, words_only: bool = True) -> list[tuple[int, str]]:
+    from passage.models import RNN
+    from passage.preprocessing import Tokenizer
+
+
+def frequent_words(tokenizer: Tokenizer, n_words: int,
+                   words_only: bool = True) -> list[tuple[int, str]]:
     """(id, token) of the ``n_words`` most frequent tokens (ids follow document frequency);
     ``words_only`` skips punctuation and other tokens without a letter or digit."""
     out = []
@@ -29,8 +41,8 @@ def frequent_words(tokenizer, n_words: int, words_only: bool = True) -> list[tup
     return out
 
 
-def label_means(tokenizer, texts, values: np.ndarray, ids: list[int]
-                ) -> tuple[np.ndarray, np.ndarray]:
+def label_means(tokenizer: Tokenizer, texts: Sequence[str], values: np.ndarray,
+                ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """For each token id: the mean of ``values`` over the texts containing it, and their count."""
     position = np.full(tokenizer.n_features, -1, dtype=np.int64)
     position[ids] = np.arange(len(ids))
@@ -44,7 +56,8 @@ def label_means(tokenizer, texts, values: np.ndarray, ids: list[int]
         return sums / counts, counts
 
 
-def embedding_map(model, texts, values, path: str | os.PathLike, *, n_words: int = 500,
+def embedding_map(model: RNN, texts: Sequence[str], values: npt.ArrayLike,
+                  path: str | os.PathLike, *, n_words: int = 500,
                   n_labels: int = 40, value_name: str = "average label", seed: int = 0,
                   title: str | None = None) -> list[dict]:
     """Draw the map to ``path`` (PNG); returns one dict per word: word, x, y, mean, n_docs and
@@ -109,11 +122,12 @@ def _padded(v: np.ndarray) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def place_labels(fig, ax, xs, ys, words: list[str], fontsize: int = 8) -> list[tuple]:
+def place_labels(fig: Figure, ax: Axes, xs: Iterable[float], ys: Iterable[float],
+                 words: list[str], fontsize: int = 8) -> list[tuple]:
     """Label each dot (in priority order) where its text overlaps no label placed before and
     stays inside the axes: tried in 8 directions at growing distances, with a thin line back to
     the dot when moved away. Returns (word or None if no free place was found, box) per dot."""
-    renderer = fig.canvas.get_renderer()
+    renderer = cast("FigureCanvasAgg", fig.canvas).get_renderer()  # (new_figure's canvas)
     frame = ax.get_window_extent(renderer)
     placed: list = []  # the boxes of the labels placed so far
     out: list[tuple] = []

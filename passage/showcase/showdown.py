@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -52,7 +52,8 @@ def training_subsets(n: int, sizes: Sequence[int], seed: int = 0) -> list[np.nda
     return [order[:s] for s in capped]
 
 
-def run_showdown(train_texts, train_labels, test_texts, test_labels, *,
+def run_showdown(train_texts: Iterable[str], train_labels: Iterable[object],
+                 test_texts: Sequence[str], test_labels: Sequence[object], *,
                  sizes: Sequence[int] = DEFAULT_SIZES, task: str = "auto",
                  rnn: TextModelOptions | None = None, grid: dict | None = None, cv: int = 3,
                  n_jobs: int = 1, seed: int = 0,
@@ -83,7 +84,7 @@ def run_showdown(train_texts, train_labels, test_texts, test_labels, *,
         start = time.perf_counter()
         model = fit_text_model(texts, [train_labels[i] for i in subset], coding, options)
         seconds = time.perf_counter() - start
-        rnn_pred = coding.output_ids(model.predict(list(test_texts)))
+        rnn_pred = coding.output_ids(cast(np.ndarray, model.predict(list(test_texts))))
         rows.append({"size": len(subset), "model": f"rnn-{options.layer}", "metric": metric,
                      "score": score(coding.task, y_test, rnn_pred), "seconds": seconds,
                      "params": {"best_epoch": getattr(model, "best_epoch_", options.n_epochs)}})

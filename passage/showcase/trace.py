@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import os
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -19,6 +19,10 @@ import torch
 from passage.files import atomic_write
 from passage.labels import LabelCoding
 from passage.preprocessing import tokenize
+
+if TYPE_CHECKING:
+    from passage.models import RNN
+    from passage.recurrent_layers import _Recurrent
 
 # matplotlib's RdBu at 0.1, 0.3, 0.5, 0.7, 0.9: red is low, blue is high (no matplotlib needed)
 _ANCHORS = [(177, 24, 43), (243, 164, 129), (246, 247, 247), (144, 196, 221), (32, 101, 171)]
@@ -40,11 +44,12 @@ class Trace:
     character: bool = False
 
 
-def step_outputs(model, ids: list[int]) -> tuple[np.ndarray, bool]:
+def step_outputs(model: RNN, ids: list[int]) -> tuple[np.ndarray, bool]:
     """Output after every token of one token-id sequence, and whether it took a single pass."""
     if model.per_step:  # the model already outputs one prediction per step
         return np.asarray(model.predict([ids])[0]), True
-    recurrent = [layer for layer in model.layers if getattr(layer, "is_recurrent", False)]
+    recurrent = cast("list[_Recurrent]", [layer for layer in model.layers
+                                            if getattr(layer, "is_recurrent", False)])
     # one pass gives the prefix outputs only for forward layers read at their last state with
     # no n-gram term; otherwise every prefix is predicted as a text of its own
     if any(tuple(layer.reversed) != (False,) or layer.pool for layer in recurrent) or \
@@ -68,7 +73,7 @@ def step_outputs(model, ids: list[int]) -> tuple[np.ndarray, bool]:
     return out, True
 
 
-def trace(model, text: str, coding: LabelCoding | None = None) -> Trace:
+def trace(model: RNN, text: str, coding: LabelCoding | None = None) -> Trace:
     """Predict after every token of ``text`` (a str) with a model that has a tokenizer."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
