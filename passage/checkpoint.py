@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ import torch
 from passage.files import CORRUPT, Archive, RefusedFile, finite_or_refuse, write_archive
 
 if TYPE_CHECKING:
-    from passage.models import RNN
+    RNN = Any  # passage.models.RNN, which imports this module: no import back up
     from passage.updates import Update
 
 _DOC = "checkpoint.json"

@@ -26,7 +26,7 @@ import math
 import os
 import re
 import zipfile
-from typing import TYPE_CHECKING, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -44,10 +44,6 @@ from passage.preprocessing import Tokenizer
 from passage.registry import MODELS
 from passage.wide import NgramLinear
 
-if TYPE_CHECKING:
-    from passage.ensemble import Ensemble
-    from passage.models import RNN
-
 FORMAT = "passage-model"
 FORMAT_VERSION = 1
 _CONFIG = "passage.json"
@@ -61,7 +57,7 @@ LOADERS: dict = {}  # {config member name: load(path, device=)}
 KINDS = {"passage-ensemble.json": "passage.ensemble"}
 
 
-def save(model: RNN | Ensemble, path: str | os.PathLike, tokenizer: Tokenizer | None = None,
+def save(model: Any, path: str | os.PathLike, tokenizer: Tokenizer | None = None,
          extra: dict | None = None) -> None:
     """Write ``model`` (and ``tokenizer``, or the model's own) to ``path``.
 
@@ -71,7 +67,6 @@ def save(model: RNN | Ensemble, path: str | os.PathLike, tokenizer: Tokenizer | 
     """
     if type(model) in SAVERS:  # e.g. an Ensemble: its own module writes it
         return SAVERS[type(model)](model, path, tokenizer=tokenizer, extra=extra)
-    model = cast("RNN", model)  # (any other model is an RNN)
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     extra = extra if extra is not None else getattr(model, "extra_", None)
     if extra is not None and not isinstance(extra, dict):
@@ -109,8 +104,7 @@ def read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         return meta, _read_arrays(archive, headers)
 
 
-def load(path: str | os.PathLike,
-         device: str | int | torch.device | None = None) -> RNN | Ensemble:
+def load(path: str | os.PathLike, device: str | int | torch.device | None = None) -> Any:
     """Rebuild a saved model (with its tokenizer, if one was saved), or a saved Ensemble.
 
     The model is built (its weights bounded by what the file holds, see ``read``), its weight

@@ -44,7 +44,7 @@ from passage.io import save
 
 if TYPE_CHECKING:
     from passage.iterators import Padded
-    from passage.models import RNN
+    RNN = Any  # passage.models.RNN, which imports this module: no import back up
 
 __all__ = ["Callback", "Checkpoint", "DataParallel", "EarlyStopping", "EpochLog", "LinearLR",
            "PlateauLR", "ProgressBar", "Run", "Snapshots", "train"]

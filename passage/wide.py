@@ -38,7 +38,7 @@ from passage._memory import release_free_memory
 
 if TYPE_CHECKING:
     from passage.layers import Dense
-    from passage.models import RNN
+    RNN = Any  # passage.models.RNN, which imports this module: no import back up
 
 INIT_SCALE = 1e-4
 HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash constant; ids stay far below 2**32
