@@ -1,6 +1,6 @@
 """The main job: train a sentiment model on the bundled IMDB sample, report, predict.
 
-Run: ``python -m passage.demo`` (1.5 to 3 minutes on 2 CPU cores). The model is what
+Run: ``python -m passage.demo`` (about 3 minutes on 2 CPU cores). The model is what
 ``passage train`` gives by default (``passage.recipe``): a bidirectional GRU, max-pooled,
 blended with a TF-IDF linear term, early-stopped on 10% of the training reviews.
 """
