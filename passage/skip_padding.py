@@ -81,8 +81,8 @@ def scan(kind: str, source: torch.Tensor, ids: torch.Tensor | None, lengths: np.
 def _scan_compiled(kind, source, ids, lengths, width, state, w_hh, b_hh, relu, keep_outputs,
                    pool, variant):
     batch, size = state[0].shape
-    h = state[0].contiguous().clone()
-    c = state[1].contiguous().clone() if kind == "lstm" else None
+    h = state[0].clone(memory_format=torch.contiguous_format)  # one copy, the kernel's to write
+    c = state[1].clone(memory_format=torch.contiguous_format) if kind == "lstm" else None
     out = h.new_zeros(batch, width, size) if keep_outputs and pool is None else None
     pooled = h.new_empty(batch, size) if pool is not None else None
     lengths_t = torch.from_numpy(np.minimum(np.asarray(lengths, dtype=np.int64), width))

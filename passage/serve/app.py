@@ -226,6 +226,9 @@ class _Guard:
                  fast: dict | None = None):
         self.app, self.metrics, self.api_key, self.error = app, metrics, api_key, error
         self.fast = fast or {}  # (method, route) -> endpoint(request), answered here directly
+        from starlette.requests import Request
+
+        self._request = Request  # (imported once, not on every request)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -247,10 +250,8 @@ class _Guard:
                                   {"WWW-Authenticate": "Bearer"})
             await response(scope, receive, sending)
         elif (scope.get("method"), route) in self.fast:
-            from starlette.requests import Request
-
             endpoint = self.fast[scope["method"], route]
-            response = await endpoint(Request(scope, receive))
+            response = await endpoint(self._request(scope, receive))
             await response(scope, receive, sending)
         else:
             await self.app(scope, receive, sending)
