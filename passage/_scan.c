@@ -19,6 +19,8 @@
  *           (c: LSTM only)
  *   out     NULL or (batch, width, size) zeros: every step's output is written there
  *   pooled  NULL or (batch, size): the outputs' max (0 for an empty row) or mean over the steps
+ * With reverse, each row is read from its last real step back to its first (the backward
+ * direction of a bidirectional layer), and its outputs are written at the positions read.
  * kinds (G): 'g' GRU (3; gates r, z, n), 'l' LSTM (4; i, f, g, o), 't' tanh or 'r' relu RNN (1).
  * Gates are plain sigmoids: steeper ones are folded into the weights by the caller.
  */
@@ -39,6 +41,7 @@ typedef struct {
     float *h, *c, *out, *pooled;
     Py_ssize_t width, size, n; /* n = G * size */
     int kind, pool;            /* pool: 0 none, 'm' max, 'a' mean */
+    int reverse;               /* read each row from its last real step back to its first */
 } Scan;
 
 typedef void (*ScanRows)(const Scan *, Py_ssize_t, float *);
@@ -91,12 +94,12 @@ static const ScanRows VARIANTS[] = {NULL, NULL, scan_rows_plain};
 #endif
 static int runs[3]; /* which variants this CPU runs (set when the module loads) */
 
-/* scan(src, ids, lengths, wt, b, h, c, out, pooled, batch, width, size, kind, pool, variant):
- * variant is an index into NAMES, or -1 for the best this CPU runs */
+/* scan(src, ids, lengths, wt, b, h, c, out, pooled, batch, width, size, kind, pool, reverse,
+ * variant): variant is an index into NAMES, or -1 for the best this CPU runs */
 static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 15) {
-        PyErr_Format(PyExc_TypeError, "scan expected 15 arguments, got %zd", nargs);
+    if (nargs != 16) {
+        PyErr_Format(PyExc_TypeError, "scan expected 16 arguments, got %zd", nargs);
         return NULL;
     }
     void *p[9];
@@ -108,8 +111,9 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
     Py_ssize_t batch = PyLong_AsSsize_t(args[9]), width = PyLong_AsSsize_t(args[10]);
     Py_ssize_t size = PyLong_AsSsize_t(args[11]);
     long kind = PyLong_AsLong(args[12]), pool = PyLong_AsLong(args[13]);
-    long variant = PyLong_AsLong(args[14]);
-    if (PyErr_Occurred())
+    int reverse = PyObject_IsTrue(args[14]);
+    long variant = PyLong_AsLong(args[15]);
+    if (reverse < 0 || PyErr_Occurred())
         return NULL;
     if (variant < 0)
         for (variant = 0; !runs[variant]; variant++)
@@ -123,7 +127,7 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
         return NULL;
     }
     Scan s = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], width, size, gates * size,
-              (int)kind, (int)pool};
+              (int)kind, (int)pool, reverse};
     const ScanRows scan_rows = VARIANTS[variant];
     int err = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -142,7 +146,7 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(src, ids, lengths, wt, b, h, c, out, pooled, batch, width, size, kind, pool, "
-     "variant): one direction of a recurrent layer over a batch sorted by length (see "
+     "reverse, variant): one direction of a recurrent layer over a batch sorted by length (see "
      "passage/_scan.c); variant: an index into VARIANTS, -1 for the best this CPU runs."},
     {NULL, NULL, 0, NULL},
 };

@@ -110,6 +110,8 @@ static void PASTE(scan_rows, VARIANT)(const Scan *s, Py_ssize_t batch, float *re
 {
     const Py_ssize_t size = s->size, n = s->n, width = s->width;
 #define LEN(i) (s->lengths[i] < 0 ? 0 : (s->lengths[i] > width ? width : (Py_ssize_t)s->lengths[i]))
+    /* the position row i reads at step t: t, or from its last real step back with reverse */
+#define AT(i, t) (s->reverse ? LEN(i) - 1 - (t) : (t))
     if (s->pooled)
         for (Py_ssize_t i = 0; i < batch * size; i++)
             s->pooled[i] = s->pool == 'm' ? -INFINITY : 0.0f;
@@ -131,19 +133,20 @@ static void PASTE(scan_rows, VARIANT)(const Scan *s, Py_ssize_t batch, float *re
                                             meanwhile (a vocabulary's table is not cached) */
                 for (int r = 0; r < rows; r++)
                     if (t + 1 < LEN(row + r)) {
-                        const float *next = s->src + s->ids[(row + r) * width + t + 1] * n;
+                        const float *next = s->src + s->ids[(row + r) * width
+                                                            + AT(row + r, t + 1)] * n;
                         for (Py_ssize_t j = 0; j < n; j += 16)
                             PREFETCH(next + j);
                     }
             for (int r = 0; r < rows; r++) {
-                const Py_ssize_t i = row + r;
-                const float *gi = s->ids ? s->src + s->ids[i * width + t] * n
-                                         : s->src + (i * width + t) * n;
+                const Py_ssize_t i = row + r, at = AT(i, t);
+                const float *gi = s->ids ? s->src + s->ids[i * width + at] * n
+                                         : s->src + (i * width + at) * n;
                 float *hr = s->h + i * size;
                 PASTE(step, VARIANT)(s->kind, gi, gh + r * n, hr,
                                      s->c ? s->c + i * size : NULL, size);
                 if (s->out)
-                    memcpy(s->out + (i * width + t) * size, hr, size * sizeof(float));
+                    memcpy(s->out + (i * width + at) * size, hr, size * sizeof(float));
                 if (s->pooled) {
                     float *p = s->pooled + i * size;
                     if (s->pool == 'm')
@@ -164,6 +167,7 @@ static void PASTE(scan_rows, VARIANT)(const Scan *s, Py_ssize_t batch, float *re
             for (Py_ssize_t j = 0; j < size; j++)
                 p[j] = len == 0 ? 0.0f : p[j] * scale;
         }
+#undef AT
 #undef LEN
 }
 

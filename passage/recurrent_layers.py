@@ -167,17 +167,24 @@ class _Recurrent(Layer):
         return (not is_training(self) and not torch.is_grad_enabled() and self.uses_kernel
                 and x.device.type == "cpu")
 
-    def projection_tables(self, embedding: Embedding) -> list[torch.Tensor]:
-        """The input projection of every vocabulary entry, (n_features, gates * size), one per
-        direction: looked up instead of a matmul at each step of ``infer`` (the model keeps
-        them while its weights stay as they were: ``Stack.projection_tables``)."""
+    def projection_tables(self, embedding: Embedding) -> list[tuple[torch.Tensor, ...]]:
+        """Per direction, what ``infer`` reads when it looks inputs up rather than projecting
+        them: (table, w_hh, b_hh), the table the input projection of every vocabulary entry
+        (n_features, gates * size) with b_ih, and the recurrent weights with steeper gates
+        folded in, w_hh laid out as the C scan reads it (a transposed view of contiguous
+        memory). The model keeps them while its weights stay as they were
+        (``Stack.projection_tables``)."""
         with torch.no_grad():
-            return [torch.addmm(b_ih, embedding.weight, w_ih.T) for w_ih, _, b_ih, _ in
-                    (self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
-                     for d in self._directions)]
+            out: list[tuple[torch.Tensor, ...]] = []
+            for d in self._directions:
+                w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
+                out.append((torch.addmm(b_ih, embedding.weight, w_ih.T),
+                            w_hh.T.contiguous().T, b_hh.contiguous()))
+            return out
 
     def infer(self, x: torch.Tensor, lengths: torch.Tensor, embedding: Embedding | None = None,
-              tables: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              tables: list[tuple[torch.Tensor, ...]] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward`` for inference (see ``skips_padding``), computing no padded step. With the
         ``embedding`` that precedes this layer, x holds its token ids (batch, time); with its
         ``projection_tables`` too, each step's input projection is a table lookup."""
@@ -190,22 +197,21 @@ class _Recurrent(Layer):
         outs = []
         pool = None if self.sequence_out else self.pool
         for i, (d, rev) in enumerate(zip(self._directions, self.reversed, strict=True)):
-            w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
-            xs = reverse_padded(x, lengths) if rev else x
             if embedding is not None and tables is not None:
-                source, ids = tables[i], xs
+                source, w_hh, b_hh = tables[i]
+                ids: torch.Tensor | None = x
             else:
-                if embedding is not None:
-                    xs = F.embedding(xs, embedding.weight)
+                w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
+                xs = F.embedding(x, embedding.weight) if embedding is not None else x
                 source = torch.addmm(b_ih, xs.reshape(batch * width, -1), w_ih.T)
                 source, ids = source.view(batch, width, -1), None
             out, final = skip_padding.scan(self.kind, source, ids, lengths_np,
                                            d.initial_state(batch), w_hh, b_hh, self.relu,
-                                           self.sequence_out, pool)
-            if out is None:  # the state stopped at each sequence's last step (h0 if empty)
-                outs.append(final[0])
-            else:  # every step's output, or their pool
-                outs.append(reverse_padded(out, lengths) if rev and self.sequence_out else out)
+                                           self.sequence_out, pool, reverse=rev)
+            # the state stopped at each sequence's last step read (h0 if empty), or every
+            # step's output (in place: a reversed scan writes at the positions it read), or
+            # their pool
+            outs.append(final[0] if out is None else out)
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
         if order is not None:
             back = torch.argsort(order)

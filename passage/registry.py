@@ -18,7 +18,9 @@ def lookup(table: dict, name: object, kind: str) -> Any:
     try:
         return table[name.lower()]
     except KeyError:
-        valid = sorted(getattr(v, "__name__", k) for k, v in table.items())
+        # each key, spelled as its class or function is when that is the same name
+        valid = sorted({v.__name__ if getattr(v, "__name__", "").lower() == k else k
+                        for k, v in table.items()})
         raise ValueError(f"unknown {kind} {name!r}; valid names: {', '.join(valid)}") from None
 
 

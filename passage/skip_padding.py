@@ -17,7 +17,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from passage.recurrent import pool_steps
+from passage.recurrent import pool_steps, reverse_padded
 
 try:
     from passage import _scan as _compiled  # type: ignore[attr-defined]
@@ -38,7 +38,8 @@ def compiled_variants() -> tuple[str, ...]:
 def scan(kind: str, source: torch.Tensor, ids: torch.Tensor | None, lengths: np.ndarray,
          state: tuple[torch.Tensor, ...], w_hh: torch.Tensor, b_hh: torch.Tensor,
          relu: bool = False, keep_outputs: bool = False, pool: str | None = None,
-         variant: str | None = None) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...]]:
+         reverse: bool = False, variant: str | None = None
+         ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...]]:
     """One direction over a batch sorted by length (ascending ``lengths``, a numpy array).
 
     Args:
@@ -51,6 +52,8 @@ def scan(kind: str, source: torch.Tensor, ids: torch.Tensor | None, lengths: np.
         keep_outputs: return every step's output (batch, width, size), zero at padding.
         pool: 'max' or 'mean': return the outputs pooled over each row's steps (batch, size),
             zeros for an empty row.
+        reverse: read each row from its last real step back to its first (a backward
+            direction); the outputs kept are at the positions read, as the input's.
         variant: a build of the C scan to use (tests); None for the best one.
 
     Returns:
@@ -61,7 +64,18 @@ def scan(kind: str, source: torch.Tensor, ids: torch.Tensor | None, lengths: np.
     if _compiled is not None and all(t.dtype == torch.float32 and t.device.type == "cpu"
                                      for t in tensors):
         return _scan_compiled(kind, source, ids, lengths, width, state, w_hh, b_hh, relu,
-                              keep_outputs, pool, variant)
+                              keep_outputs, pool, reverse, variant)
+    if reverse:  # the steps in reading order; the outputs put back at the end
+        lengths_t = torch.from_numpy(np.asarray(lengths, dtype=np.int64))
+        if ids is not None:
+            ids = reverse_padded(ids, lengths_t)
+        else:
+            source = reverse_padded(source, lengths_t)
+        out, final = scan(kind, source, ids, lengths, state, w_hh, b_hh, relu, keep_outputs,
+                          pool)
+        if keep_outputs and pool is None and out is not None:
+            out = reverse_padded(out, lengths_t)
+        return out, final
     if ids is not None:
         def step_input(t, a):
             return source.index_select(0, ids[a:, t])
@@ -79,7 +93,7 @@ def scan(kind: str, source: torch.Tensor, ids: torch.Tensor | None, lengths: np.
 
 
 def _scan_compiled(kind, source, ids, lengths, width, state, w_hh, b_hh, relu, keep_outputs,
-                   pool, variant):
+                   pool, reverse, variant):
     batch, size = state[0].shape
     h = state[0].clone(memory_format=torch.contiguous_format)  # one copy, the kernel's to write
     c = state[1].clone(memory_format=torch.contiguous_format) if kind == "lstm" else None
@@ -98,7 +112,7 @@ def _scan_compiled(kind, source, ids, lengths, width, state, w_hh, b_hh, relu, k
                    lengths_t.data_ptr(), wt.data_ptr(), b.data_ptr(), h.data_ptr(),
                    c.data_ptr() if c is not None else 0, out.data_ptr() if out is not None else 0,
                    pooled.data_ptr() if pooled is not None else 0, batch, width, size, ord(code),
-                   _POOLS[pool], which)
+                   _POOLS[pool], reverse, which)
     final = (h, c) if kind == "lstm" else (h,)
     return (pooled if pool is not None else out), final
 

@@ -26,7 +26,7 @@ class Stack(nn.Module):
 
     layers: nn.ModuleList  # of Layer, the input layer first
     wide: NgramLinear | None
-    _tables: tuple[str, list[torch.Tensor], list[torch.Tensor]] | None
+    _tables: tuple[str, list[torch.Tensor], list[tuple[torch.Tensor, ...]]] | None
     _fixed: bool
 
     def __init__(self, layers: list[Layer], wide: NgramLinear | None = None):
@@ -79,18 +79,20 @@ class Stack(nn.Module):
 
     def projection_tables(self, n_tokens: int) -> list | None:
         """For inference on ``n_tokens`` tokens: the first recurrent layer's projection of the
-        whole vocabulary, when it costs less than projecting the tokens themselves (x4), or
-        when the tables of the current weights are already made. They are kept with a copy of
-        the weights they were made from and used again only while those weights are equal
-        (compared in full: any write counts, even one through ``.data``), so a service
-        predicting again and again with the same weights makes them once. The comparison reads
-        the embedding once, which costs about as much as projecting n_features / 16 tokens:
-        fewer tokens than that are projected directly."""
+        whole vocabulary, with its recurrent weights as the scan reads them
+        (``_Recurrent.projection_tables``), when it costs less than projecting the tokens
+        themselves (x4), or when the tables of the current weights are already made. They are
+        kept with a copy of the weights they were made from and used again only while those
+        weights are equal (compared in full: any write counts, even one through ``.data``), so
+        a service predicting again and again with the same weights makes them once. The
+        comparison reads the embedding once, which costs about as much as projecting
+        n_features / 16 tokens: fewer tokens than that are projected directly."""
         if not self._reads_ids() or 16 * n_tokens < cast(Embedding, self.layers[0]).n_features:
             return None
         embedding, recurrent = cast(Embedding, self.layers[0]), cast("_Recurrent", self.layers[1])
         directions = cast("Iterable[_Direction]", recurrent.directions)
-        weights = [embedding.weight] + [w for d in directions for w in (d.w_ih, d.b_ih)]
+        weights = [embedding.weight] + [w for d in directions
+                                        for w in (d.w_ih, d.b_ih, d.w_hh, d.b_hh)]
         kept = getattr(self, "_tables", None)  # (gate activation, weights copied, tables)
         if kept is not None and getattr(self, "_fixed", False):
             return kept[2]

@@ -30,8 +30,10 @@ def _as_array(Y) -> np.ndarray:
         first = type(np.asarray(Y, dtype=object).flat[0]).__name__
         raise TypeError("labels must be numbers (a list or array of ints or floats); "
                         f"got {type(Y).__name__} holding {first}") from None
+    if y.ndim == 0:
+        raise TypeError("labels must be a list or array with one label per example, got a scalar")
     if not np.all(np.isfinite(y)):
-        bad = int(np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).any(axis=1))[0])
+        bad = int(np.flatnonzero((~np.isfinite(y.reshape(len(y), -1))).any(axis=1))[0])
         raise ValueError(f"label {bad} is {Y[bad]!r}: labels must be finite numbers "
                          "(drop or fill missing labels first)")
     return y
@@ -40,8 +42,6 @@ def _as_array(Y) -> np.ndarray:
 def prepare(Y: npt.ArrayLike, cost: Cost, out_size: int) -> np.ndarray:
     """Validate labels against the cost and the output layer's size; return the target array."""
     y = _as_array(Y)
-    if y.ndim == 0:
-        raise TypeError("labels must be a list or array with one label per example, got a scalar")
     if cost in (C.CategoricalCrossEntropy,):
         if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and out_size != 1):
             y = y.reshape(-1)

@@ -1,6 +1,6 @@
 """The one text-model recipe (passage.recipe / passage.options): its defaults shared by the
-command line and the sklearn estimators, its validation split, monitor and precision, and
-``passage train --baseline``."""
+command line and the sklearn estimators, its validation split and monitor, and ``passage train
+--baseline`` (the precision 'auto' picks: test_precision.py)."""
 
 import argparse
 import dataclasses
@@ -8,7 +8,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from passage import precision
 from passage.cli import build_parser, main
 from passage.options import MIN_FOR_METRIC, TextModelOptions
 from passage.recipe import fit_text_model, validation_indices
@@ -109,17 +108,6 @@ def test_a_metric_tie_goes_to_the_lower_validation_cost():
     if len(perfect) >= 2:
         kept = history[model.best_epoch_ - 1]
         assert kept["val_cost"] == min(h["val_cost"] for h in perfect)
-
-
-def test_auto_precision_follows_the_cpu_flags(monkeypatch, tmp_path):
-    flags = {"avx2 avx512f avx512_bf16": True, "avx2 avx512f amx_bf16 amx_tile": True,
-             "avx2 fma": False}
-    for line, native in flags.items():
-        assert precision.flags_have_native_bf16(f"flags\t\t: fpu {line} sse\n") is native
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
-    assert precision.auto_precision("cpu") == "fp32"
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert precision.auto_precision("cpu") == "bf16"
 
 
 def _write_csv(path, texts, labels):

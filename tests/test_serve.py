@@ -450,3 +450,20 @@ def test_a_real_server_starts_predicts_and_drains_on_sigterm(model_file, binary)
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_the_app_mounted_in_another_asgi_app_answers_under_its_prefix(binary):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    parent = Starlette(routes=[Mount("/sentiment", app=create_app(binary, max_wait_ms=0))])
+    with TestClient(parent) as c:
+        inner = parent.routes[0].app
+        with TestClient(inner):  # Starlette runs no mounted app's lifespan: this starts it
+            answer = c.post("/sentiment/predict", json={"inputs": "good fun"})
+            assert answer.status_code == 200
+            assert {a["label"] for a in answer.json()} == {"pos", "neg"}
+            assert c.get("/sentiment/health").json() == {"status": "ok"}
+            assert c.get("/predict").status_code == 404  # nothing outside the prefix
+            metrics = c.get("/sentiment/metrics").text
+    assert 'passage_requests_total{route="/predict",status="200"} 1' in metrics

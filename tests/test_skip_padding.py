@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from passage import skip_padding
-from passage.recurrent import GATES, last_step, pool_steps, scan_reference
+from passage.recurrent import GATES, last_step, pool_steps, reverse_padded, scan_reference
 
 PATHS = [*skip_padding.compiled_variants(), "python"]
 
@@ -72,6 +72,31 @@ def test_every_output_kind_matches_the_step_loop_on_the_padded_batch(path, kind,
     out2, _ = _run(path, kind, table[ids], None, lengths, state, w_hh, b_hh, relu,
                    keep_outputs=True)
     torch.testing.assert_close(out2, out, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("kind", ["gru", "lstm", "simple"])
+@pytest.mark.parametrize("size", [7, 128])
+def test_a_reversed_scan_is_the_step_loop_on_each_row_reversed_in_its_length(path, kind, size):
+    """reverse=True (a backward direction) reads each row from its last real step back: the
+    reference is the step loop on the batch reversed within each length, its outputs put back."""
+    table, ids, lengths, state, w_hh, b_hh = _problem(kind, size, seed=size + 3)
+    lt = torch.from_numpy(lengths)
+    flipped = reverse_padded(ids, lt)
+    want = reverse_padded(_reference(kind, table, flipped, lengths, state, w_hh, b_hh, False), lt)
+    real = (torch.arange(ids.shape[1])[None, :] < lt[:, None])[..., None]
+    tol = dict(rtol=1e-4, atol=2e-5)
+    for ids_or_none, source in ((ids, table), (None, table[ids])):  # table, then projections
+        out, final = _run(path, kind, source, ids_or_none, lengths, state, w_hh, b_hh,
+                          keep_outputs=True, reverse=True)
+        torch.testing.assert_close(out, want * real, **tol)
+        # the state after the last step read: the first real position of each row
+        first = want[:, 0]
+        torch.testing.assert_close(final[0][1:], first[1:], **tol)
+        assert torch.equal(final[0][0], state[0][0])  # the empty row
+        pooled, _ = _run(path, kind, source, ids_or_none, lengths, state, w_hh, b_hh,
+                         pool="max", reverse=True)
+        torch.testing.assert_close(pooled, pool_steps(want, lt, "max"), **tol)
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -136,7 +136,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(args.model, max_batch_size=args.max_batch_size,
                      max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, limits=limits,
                      api_key=args.api_key or os.environ.get("PASSAGE_API_KEY") or None,
-                     cors_origins=args.cors_origin, workers=args.workers)
+                     cors_origins=args.cors_origin, workers=args.workers,
+                     processes=False if args.threads else None)
     if not run(app, args.host, args.port, log_level=args.log_level):
         raise CLIError("the server did not start (the log above says why)")
     return 0

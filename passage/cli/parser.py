@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="texts that may wait; beyond, 503 with Retry-After")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="batches run side by side (default: one per core)")
+    p.add_argument("--threads", action="store_true",
+                   help="run the batches in threads of the server process rather than in a "
+                   "worker process each (less memory, fewer answers per second under load)")
     p.add_argument("--max-body-bytes", type=positive_int, default=4 << 20,
                    help="largest request body (413 beyond)")
     p.add_argument("--max-texts", type=positive_int, default=256,

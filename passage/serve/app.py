@@ -10,8 +10,10 @@ mounted in another ASGI application (``parent.mount("/sentiment", create_app(pat
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, which
 # name classes imported inside create_app
+import functools
 import hmac
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +23,7 @@ from passage.serve.batcher import Batcher, Overloaded
 from passage.serve.metrics import CONTENT_TYPE, Counter, Gauge, Histogram, render
 from passage.serve.page import PAGE
 from passage.serve.predictor import InputError, Predictor
+from passage.serve.replicas import Replicas
 from passage.serve.requests import ApiError, Limits, parse_predict, parse_trace, read_json
 
 log = logging.getLogger("passage.serve")
@@ -79,7 +82,7 @@ def _route(scope: dict) -> str:
 def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 5.0,
                max_queue: int = 1024, limits: Limits | None = None,
                api_key: str | None = None, cors_origins: list[str] | None = None,
-               workers: int | None = None):
+               workers: int | None = None, processes: bool | None = None):
     """The service for a model file (or a fitted ``RNN`` with a tokenizer, or a ``Tagger``).
 
     The model is loaded now: a missing or damaged file raises here, before anything serves.
@@ -89,6 +92,10 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
     api_key: if set, every route but /health needs ``Authorization: Bearer <api_key>``.
     cors_origins: origins allowed to call from a browser (default: none, CORS off).
     workers: batches run side by side (default: one per core on the CPU, one on a GPU).
+    processes: run the batches in worker processes, each with its own copy of the model
+    (``passage.serve.replicas``: no GIL shared with the event loop, so more answers per second
+    under load, for the memory of a process per worker); default: yes for a model file on the
+    CPU. A model passed in as an object is always run in this process (it may change).
     """
     fastapi = _need_fastapi()
     from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -98,11 +105,23 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
 
     from passage.parallel import one_core, thread_count_kept
 
-    predictor = Predictor(model_or_path)
+    from_file = isinstance(model_or_path, str | os.PathLike)
+    predictor = Predictor(model_or_path, tables=False)  # (made below if this process predicts)
+    n_workers = predictor.cores if workers is None else workers
+    if processes is None:
+        processes = from_file and predictor.rnn_.device.type == "cpu"
+    if processes and not from_file:
+        raise ValueError("processes=True needs a model file (each worker process loads it); "
+                         "a model object is run in this process")
+    if processes:
+        replicas = Replicas(os.fspath(model_or_path), n_workers, predictor.sha256_)
+        run, trace_text, initializer = replicas.answers, replicas.trace, replicas.attach
+    else:
+        predictor.make_tables()
+        replicas, run, trace_text, initializer = None, predictor.answers, predictor.trace, one_core
     limits = limits or Limits()
-    batcher = Batcher(predictor.outputs, max_batch_size, max_wait_ms, max_queue,
-                      workers=predictor.cores if workers is None else workers,
-                      initializer=one_core)
+    batcher = Batcher(run, max_batch_size, max_wait_ms, max_queue, workers=n_workers,
+                      initializer=initializer)
     metrics = _Metrics(batcher)
     batcher.on_batch = metrics.batch
     state = {"ready": False}
@@ -113,19 +132,24 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
 
     @asynccontextmanager
     async def lifespan(app):
+        if replicas is not None:  # (in this thread: a process ends when the thread that
+            replicas.start()  # started it does, PR_SET_PDEATHSIG)
         with thread_count_kept():
             batcher.start()
-        await warm_up()
         try:
+            await warm_up()
             yield
         finally:
             state["ready"] = False
             batcher.stop()
+            if replicas is not None:
+                replicas.stop()
 
-    app = fastapi.FastAPI(title="Passage", version=predictor.metadata()["passage_version"],
+    app = _app_class(fastapi)(title="Passage", version=predictor.metadata()["passage_version"],
                           description=schema.DESCRIPTION, lifespan=lifespan,
                           docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
     app.state.predictor, app.state.batcher, app.state.metrics = predictor, batcher, metrics
+    app.state.replicas = replicas
 
     def error(status: int, message: str, headers: dict | None = None):
         return JSONResponse({"error": message, "status": status}, status, headers=headers)
@@ -152,12 +176,11 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
     async def predict(request: Request):
         """Predict one text or a list of texts (batched with concurrent requests)."""
         texts, single, top_k = parse_predict(await read_json(request, limits), limits)
-        outputs = await batcher.submit(texts)
-        answers = [predictor.answer(t, o, top_k) for t, o in zip(texts, outputs, strict=True)]
+        answers = [predictor.limited(a, top_k) for a in await batcher.submit(texts)]
         return JSONResponse(answers[0] if single else answers)
 
-    # the route, for the schema and for an app mounted elsewhere; _Guard answers POST /predict
-    # with the same function without going through the routing (a third of a request's time)
+    # the route, for the schema; _Guard answers POST /predict with the same function before
+    # the request reaches FastAPI's routing
     app.post("/predict", openapi_extra=schema.body(schema.PredictRequest),
              responses=schema.answers(schema.PredictResponse))(predict)
 
@@ -167,7 +190,7 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
     async def trace(request: Request):
         """The prediction after every token of one text, with offsets and colours."""
         text = parse_trace(await read_json(request, limits), limits)
-        return JSONResponse(await batcher.call(lambda: predictor.trace(text)))
+        return JSONResponse(await batcher.call(lambda: trace_text(text)))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
@@ -207,20 +230,41 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
                    405: f"{request.method} is not allowed on {request.url.path!r}"}
         return error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
 
-    # measures every answer (routing errors included); CORS, added after, sits outside it, so
-    # a browser's preflight is answered before the API key is asked for
-    app.add_middleware(_Guard, metrics=metrics, api_key=api_key, error=error,
-                       fast={("POST", "/predict"): predict})
+    # in front of FastAPI's whole stack: measures every answer (routing errors included), asks
+    # for the API key, answers POST /predict itself; CORS sits outside it, so a browser's
+    # preflight is answered before the API key is asked for
+    outer: Callable[..., Awaitable] = _Guard(
+        lambda *call: fastapi.FastAPI.__call__(app, *call), metrics=metrics, api_key=api_key,
+        error=error, fast={("POST", "/predict"): predict})
     if cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
-                           allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
+        outer = CORSMiddleware(outer, allow_origins=list(cors_origins),
+                               allow_methods=["GET", "POST"],
+                               allow_headers=["Authorization", "Content-Type"])
+    app.outer = outer
     return app
+
+
+@functools.cache
+def _app_class(fastapi):
+    class PassageApp(fastapi.FastAPI):
+        """FastAPI with ``outer`` (``_Guard``, and CORS if asked) in front of its whole
+        middleware stack for HTTP: a prediction skips the routing and the layers of
+        middleware FastAPI puts around every request (a third of a request's time)."""
+
+        outer = None
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http" and self.outer is not None:
+                return await self.outer(scope, receive, send)
+            return await super().__call__(scope, receive, send)
+
+    return PassageApp
 
 
 class _Guard:
     """Pure ASGI middleware (no per-request task or body copy, unlike ``@app.middleware``):
-    the API key check and the request counters and latency of every HTTP answer."""
+    the API key check and the request counters and latency of every HTTP answer, and the
+    ``fast`` routes answered here."""
 
     def __init__(self, app, metrics: _Metrics, api_key: str | None, error,
                  fast: dict | None = None):

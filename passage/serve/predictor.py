@@ -66,10 +66,11 @@ class Predictor:
     """A text classifier, regressor or tagger ready to answer texts.
 
     model_or_path: a model file (``passage train``, ``passage.io.save``, ``Tagger.save``) or a
-    fitted ``RNN`` with a tokenizer, or a fitted ``Tagger``.
+    fitted ``RNN`` with a tokenizer, or a fitted ``Tagger``. tables: make the projection
+    tables now (``make_tables``); False when this process will not predict (or not yet).
     """
 
-    def __init__(self, model_or_path: str | os.PathLike | RNN | Tagger):
+    def __init__(self, model_or_path: str | os.PathLike | RNN | Tagger, tables: bool = True):
         self.sha256_ = None
         if isinstance(model_or_path, str | os.PathLike):
             path = os.fspath(model_or_path)
@@ -97,9 +98,10 @@ class Predictor:
                              "text, or per token for a Tagger (save it with Tagger.save)")
         self.rnn_, self.coding_ = model, LabelCoding.from_model(model)
         self.task_ = self.coding_.task
-        self._make_tables(owned=self.sha256_ is not None)
+        if tables:
+            self.make_tables()
 
-    def _make_tables(self, owned: bool) -> None:
+    def make_tables(self) -> None:
         """The vocabulary's input projections, made once now: every later request looks its
         tokens up in them instead of projecting them (``Stack.projection_tables``). A model
         loaded here from its file is this service's own, whose weights nothing changes: the
@@ -107,8 +109,10 @@ class Predictor:
         a model passed in keeps them only while its weights stay the same."""
         from passage.layers import inference
 
+        if self.tagger_ is not None:
+            return
         with torch.inference_mode(), inference():
-            if owned:
+            if self.sha256_ is not None:  # loaded here from its file: owned
                 self.rnn_.model.fix_tables()
             else:
                 self.rnn_.model.projection_tables(getattr(self.rnn_.layers[0], "n_features", 0))
@@ -146,11 +150,33 @@ class Predictor:
             words = [tokenize(t) for t in texts]
             ids = self.tagger_.features_.transform(words)
         else:
-            ids = self.rnn_.tokenizer.transform(texts)
+            ids = self.rnn_.tokenizer.transform(texts, as_array=True)  # (no lists of ints)
         results = list(self.rnn_.predict(ids, max(1, len(ids))))
         if self.tagger_ is not None:
             return list(zip(words, results, strict=True))
         return results
+
+    def answers(self, texts: list[str]) -> list:
+        """The JSON answer of every text, all labels best first for classification (a
+        request's ``top_k`` is then a slice: ``limited``); made where the batch runs, the
+        probabilities of the whole batch at once."""
+        outputs = self.outputs(texts)
+        if self.tagger_ is not None or self.task_ == "regression":
+            return [self.answer(t, o) for t, o in zip(texts, outputs, strict=True)]
+        coding = cast(LabelCoding, self.coding_)
+        proba = cast(np.ndarray, coding.probabilities(np.stack(outputs))) if outputs else \
+            np.zeros((0, 0))
+        order = np.argsort(-proba, axis=1, kind="stable")
+        classes = cast(list, coding.classes)
+        return [[{"label": classes[i], "score": p} for i, p in
+                 zip(row.tolist(), np.take_along_axis(pr, row, 0).tolist(), strict=True)]
+                for row, pr in zip(order, proba, strict=True)]
+
+    def limited(self, answer: dict | list[dict], top_k: int | None) -> dict | list[dict]:
+        """An answer of ``answers`` cut to the request's ``top_k`` labels (classification)."""
+        if top_k is None or self.tagger_ is not None or self.task_ == "regression":
+            return answer
+        return cast(list, answer)[:top_k]
 
     def answer(self, text: str, output: np.ndarray | tuple[list[str], np.ndarray],
                top_k: int | None = None) -> dict | list[dict]:
