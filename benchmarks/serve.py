@@ -5,7 +5,11 @@ The server runs as a subprocess on 127.0.0.1 (``passage serve MODEL --port 0``);
 generator (asyncio, plain HTTP/1.1 keep-alive connections: the client itself costs little CPU)
 sends one review per request at concurrency 1, 8 and 64, each phase ending after a fixed number
 of requests or its time limit. The concurrency-64 phase runs for ``--soak-seconds`` (60) and the
-server's RSS is read at its start and end. Then SIGTERM, and the exit status is checked.
+memory of the server and its worker processes is read at its start and end. Then SIGTERM, and
+the exit status is checked. In-process predict runs before and after the server (the ratios
+are taken against the mean). Each phase also gives the CPU time a review costs (server,
+workers and load generator) and the machine's steal: on a shared virtual machine the
+hypervisor takes a varying share of the cores, which moves every figure but the CPU times.
 
     python benchmarks/serve.py [--data /work/shared/data/imdb] [--model FILE] [--json out.json]
     python benchmarks/serve.py --markdown out.json     # the docs' table from a results file
@@ -38,12 +42,45 @@ from common import data_dir  # noqa: E402
 from passage.datasets import load_imdb
 
 
+def tree(pid: int) -> list[int]:
+    """The server and its worker processes."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [pid, *(int(c) for c in f.read().split())]
+    except OSError:
+        return [pid]
+
+
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the server and its worker processes, summed (pages they share are
+    counted in each: an upper bound)."""
+    total = 0
+    for p in tree(pid):
+        with open(f"/proc/{p}/status") as f:
+            total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+    return total / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by the server and its worker processes."""
+    total = 0
+    for p in tree(pid):
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> list[int]:
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+def stolen(before: list[int], after: list[int]) -> float:
+    """The share of the machine's time its hypervisor gave to others (steal) meanwhile: on a
+    shared virtual machine it varies from minute to minute and slows both sides."""
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    return d[7] / max(1, sum(d)) if len(d) > 7 else 0.0
 
 
 def train(data: str, n: int, path: str) -> None:
@@ -60,18 +97,22 @@ def train(data: str, n: int, path: str) -> None:
           f"in {time.time() - began:.0f}s", flush=True)
 
 
-def in_process(path: str, texts: list[str]) -> float:
-    """Best reviews/s of model.predict on all the texts (two runs)."""
+def in_process(path: str, texts: list[str]) -> dict:
+    """Best reviews/s of model.predict on all the texts (two runs), its CPU time per review,
+    and the machine's steal meanwhile."""
     from passage.io import load
 
     model = load(path)
     model.predict(texts[:64])
-    best = 0.0
+    best, cpu = 0.0, float("inf")
+    ticks = machine_ticks()
     for _ in range(2):
-        began = time.perf_counter()
+        began, used = time.perf_counter(), time.process_time()
         model.predict(texts)
         best = max(best, len(texts) / (time.perf_counter() - began))
-    return best
+        cpu = min(cpu, (time.process_time() - used) / len(texts))
+    return {"reviews_per_s": best, "cpu_ms_per_review": cpu * 1000,
+            "steal": stolen(ticks, machine_ticks())}
 
 
 def start_server(path: str, extra: list[str]) -> tuple[subprocess.Popen, int]:
@@ -151,8 +192,9 @@ def markdown(path: str) -> str:
     """The docs' table (docs/serve.md) from a results file of this benchmark."""
     with open(path) as f:
         doc = json.load(f)
-    lines = ["| phase | requests | req/s | reviews/s | p50 ms | p95 ms | p99 ms | errors | RSS MiB "
-             "start -> end |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| phase | requests | req/s | reviews/s | p50 ms | p95 ms | p99 ms | errors | memory "
+             "MiB start -> end | CPU ms a review | steal |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["phases"]:
         name = (f"median review ({doc['median_chars']:,} chars)" if r["name"] == "median review"
                 else r["name"])
@@ -162,7 +204,12 @@ def markdown(path: str) -> str:
                      f"{r['requests_per_s']:,.0f} | {r['reviews_per_s']:,.0f} | "
                      f"{r['p50_ms']:,.1f} | {r['p95_ms']:,.1f} | {r['p99_ms']:,.1f} | "
                      f"{r['errors']} | {r['rss_start_mib']:.0f} -> {r['rss_end_mib']:.0f}"
-                     f"{f' ({change:+.1%})' if secs else ''} |")
+                     f"{f' ({change:+.1%})' if secs else ''} | "
+                     f"{r.get('cpu_ms_per_review', float('nan')):.2f} | "
+                     f"{r.get('steal', float('nan')):.0%} |")
+    for run in doc.get("in_process_runs", []):
+        lines.append(f"| in-process `model.predict` | | | {run['reviews_per_s']:,.0f} | | | | | "
+                     f"| {run['cpu_ms_per_review']:.2f} | {run['steal']:.0%} |")
     return "\n".join(lines)
 
 
@@ -196,9 +243,10 @@ def main() -> None:
         if path is None:
             path = os.path.join(tmp, "imdb.passage")
             train(args.data, args.train_size, path)
-        local = in_process(path, texts)
-        print(f"in-process model.predict: {local:,.0f} reviews/s on {len(texts):,} reviews",
-              flush=True)
+        local_runs = [in_process(path, texts)]
+        print(f"in-process model.predict: {local_runs[0]['reviews_per_s']:,.0f} reviews/s on "
+              f"{len(texts):,} reviews, {local_runs[0]['cpu_ms_per_review']:.2f} ms CPU a "
+              f"review, steal {local_runs[0]['steal']:.0%}", flush=True)
         proc, port = start_server(path, args.server_args.split())
         bodies = [json.dumps({"inputs": t}).encode() for t in texts]
         k = args.batch_per_request
@@ -212,21 +260,36 @@ def main() -> None:
                       ("reviews", bodies, 64, 10 ** 9, args.soak_seconds),
                       (f"{k} per request", lists, 64, args.requests, 60)]
             for name, sent, concurrency, n, seconds in phases:
-                rss_start = rss_mib(proc.pid)
+                rss_start, ticks = rss_mib(proc.pid), machine_ticks()
+                cpu, client = cpu_seconds(proc.pid), time.process_time()
                 row = asyncio.run(load(port, sent, concurrency, n, seconds,
                                        k if sent is lists else 1))
-                row.update(name=name, rss_start_mib=rss_start, rss_end_mib=rss_mib(proc.pid))
+                reviews = max(1, row["requests"] * row["per_request"])
+                row.update(name=name, rss_start_mib=rss_start, rss_end_mib=rss_mib(proc.pid),
+                           cpu_ms_per_review=1000 * (cpu_seconds(proc.pid) - cpu
+                                                     + time.process_time() - client) / reviews,
+                           steal=stolen(ticks, machine_ticks()))
                 rows.append(row)
                 print(f"{name:>13} c={concurrency:<3} {row['requests']:>6} req "
                       f"{row['requests_per_s']:>7,.0f} req/s {row['reviews_per_s']:>7,.0f} "
                       f"reviews/s  p50 {row['p50_ms']:6.1f} p95 {row['p95_ms']:6.1f} p99 "
-                      f"{row['p99_ms']:6.1f} ms  errors {row['errors']}  RSS "
-                      f"{rss_start:.0f} -> {row['rss_end_mib']:.0f} MiB", flush=True)
+                      f"{row['p99_ms']:6.1f} ms  errors {row['errors']}  memory "
+                      f"{rss_start:.0f} -> {row['rss_end_mib']:.0f} MiB  "
+                      f"{row['cpu_ms_per_review']:.2f} ms CPU a review  steal "
+                      f"{row['steal']:.0%}", flush=True)
         finally:
             proc.send_signal(signal.SIGTERM)
             status = proc.wait(60)
+        local_runs.append(in_process(path, texts))  # again: the machine drifts meanwhile
+        local = float(np.mean([r["reviews_per_s"] for r in local_runs]))
+        local_cpu = float(np.mean([r["cpu_ms_per_review"] for r in local_runs]))
+        print(f"in-process model.predict again: {local_runs[1]['reviews_per_s']:,.0f} reviews/s,"
+              f" steal {local_runs[1]['steal']:.0%}; ratios below against the mean of the two",
+              flush=True)
         soak, batched = rows[-2], rows[-1]
-        print(f"served at c=64: {soak['reviews_per_s'] / local:.0%} of in-process, "
+        print(f"served at c=64: {soak['reviews_per_s'] / local:.0%} of in-process "
+              f"(CPU a review, server and client: {soak['cpu_ms_per_review']:.2f} ms against "
+              f"{local_cpu:.2f}, {local_cpu / soak['cpu_ms_per_review']:.0%}), "
               f"{batched['reviews_per_s'] / local:.0%} with {k} reviews per request; median "
               f"review ({len(median):,} chars) p50 at c=1: {rows[0]['p50_ms']:.1f} ms; RSS over "
               f"{soak['seconds']:.0f}s: {soak['rss_end_mib'] / soak['rss_start_mib'] - 1:+.1%}; "
@@ -234,7 +297,8 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                       "in_process_reviews_per_s": local, "median_chars": len(median),
+                       "in_process_reviews_per_s": local, "in_process_runs": local_runs,
+                       "in_process_cpu_ms_per_review": local_cpu, "median_chars": len(median),
                        "phases": rows, "exit_status": status}, f, indent=1)
 
 

@@ -403,7 +403,8 @@ class RNN(InputsMixin, LongDocumentsMixin):
         # may be training this model in another thread, and its mode must stay as it is. Only
         # when no epoch runs is the module put in eval mode (for layers that read .training).
         with _MODE_LOCK:
-            if not getattr(self, "_fitting", False):
+            if not getattr(self, "_fitting", False) and any(
+                    m.training for m in self.model.modules()):  # (eval() walks them all)
                 self.model.eval()
         with torch.inference_mode(), inference():
             tables = self.model.projection_tables(int(lengths.sum()))

@@ -87,15 +87,15 @@ class Stack(nn.Module):
         a service predicting again and again with the same weights makes them once. The
         comparison reads the embedding once, which costs about as much as projecting
         n_features / 16 tokens: fewer tokens than that are projected directly."""
+        kept = getattr(self, "_tables", None)  # (gate activation, weights copied, tables)
+        if kept is not None and getattr(self, "_fixed", False):
+            return kept[2]  # (fixed: no comparison to pay for, however few the tokens)
         if not self._reads_ids() or 16 * n_tokens < cast(Embedding, self.layers[0]).n_features:
             return None
         embedding, recurrent = cast(Embedding, self.layers[0]), cast("_Recurrent", self.layers[1])
         directions = cast("Iterable[_Direction]", recurrent.directions)
         weights = [embedding.weight] + [w for d in directions
                                         for w in (d.w_ih, d.b_ih, d.w_hh, d.b_hh)]
-        kept = getattr(self, "_tables", None)  # (gate activation, weights copied, tables)
-        if kept is not None and getattr(self, "_fixed", False):
-            return kept[2]
         if (kept is not None and kept[0] == recurrent.gate_activation
                 and len(kept[1]) == len(weights)
                 and all(a.shape == b.shape and torch.equal(a, b)
