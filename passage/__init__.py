@@ -19,8 +19,9 @@ from passage.layers import (
 from passage.lm import LanguageModel
 from passage.models import RNN
 from passage.preprocessing import LenFilter, Tokenizer, Truncate
+from passage.tagging import Tagger
 
 __version__ = "0.3.0"
 __all__ = ["RNN", "LanguageModel", "NotFittedError", "Tokenizer", "LenFilter", "Truncate",
            "Embedding", "OneHot", "Generic", "SimpleRecurrent", "GatedRecurrent",
-           "LstmRecurrent", "Dense", "save", "load"]
+           "LstmRecurrent", "Dense", "Tagger", "save", "load"]

@@ -55,6 +55,10 @@ _WEIGHT_NAME = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")  # state-dict ke
 SAVERS: dict = {}  # {class: save(obj, path, tokenizer=, extra=)}
 LOADERS: dict = {}  # {config member name: load(path, device=)}
 KINDS = {"passage-ensemble.json": "passage.ensemble"}
+# Objects that wrap a model and keep their own description in its ``extra`` (a Tagger: tag
+# names and word features): {extra key: wrap(model, path) -> the object}. ``load`` gives the
+# object back when its module is imported (``import passage`` imports them all).
+WRAPPERS: dict = {}
 
 
 def save(model: Any, path: str | os.PathLike, tokenizer: Tokenizer | None = None,
@@ -105,13 +109,22 @@ def read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def load(path: str | os.PathLike, device: str | int | torch.device | None = None) -> Any:
-    """Rebuild a saved model (with its tokenizer, if one was saved), or a saved Ensemble.
+    """Rebuild a saved model (with its tokenizer, if one was saved), or a saved Ensemble, or
+    the object that wrapped the model when it was saved (a ``Tagger``: see ``WRAPPERS``).
 
     The model is built (its weights bounded by what the file holds, see ``read``), its weight
     shapes compared with the file's ``.npy`` headers, and only then are the arrays read."""
     kind = _other_kind(path)
     if kind is not None:  # e.g. an Ensemble's file: its own module reads it
         return _other_loader(path, kind)(path, device=device)
+    model = load_model(path, device)
+    wrap = next((WRAPPERS[k] for k in (model.extra_ or {}) if k in WRAPPERS), None)
+    return wrap(model, path) if wrap is not None else model
+
+
+def load_model(path: str | os.PathLike,
+               device: str | int | torch.device | None = None) -> Any:
+    """The model of a model file (``load`` without giving back a wrapping object)."""
     with _opened(path) as (archive, meta, headers):
         model, target_scale = _build(path, meta, device)
         state = model.model.state_dict()

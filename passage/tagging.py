@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from passage import io as model_io
 from passage._checks import check_dropout, check_int, check_real, missing_positions, positions
 from passage.exceptions import NotFittedError
 from passage.files import open_text
@@ -263,8 +264,12 @@ class Tagger:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tagger:
-        from passage.io import load
-        model = cast(RNN, load(path))
+        """The tagger saved at ``path`` (``passage.load`` gives it back too)."""
+        from passage.io import load_model
+        return cls._wrap(cast(RNN, load_model(path)), path)
+
+    @classmethod
+    def _wrap(cls, model: RNN, path: str | os.PathLike) -> Tagger:
         meta = (getattr(model, "extra_", None) or {}).get("tagger")
         if meta is None:
             raise ValueError(f"{os.fspath(path)!r} is a Passage model but not a Tagger")
@@ -314,3 +319,13 @@ def _check_sentences(sentences) -> None:
     for i, s in enumerate(sentences):
         if isinstance(s, str) or not all(isinstance(w, str) for w in s):
             raise TypeError(f"sentences[{i}] must be a list of str tokens, got {s!r:.60}")
+
+
+def _save(tagger: Tagger, path: str | os.PathLike, tokenizer=None, extra=None) -> None:
+    if tokenizer is not None or extra is not None:
+        raise TypeError("a Tagger is saved with its own features and tags: save(tagger, path)")
+    tagger.save(path)
+
+
+model_io.SAVERS[Tagger] = _save
+model_io.WRAPPERS["tagger"] = Tagger._wrap

@@ -23,7 +23,7 @@ CONLLU = """# sent_id = 1
 
 
 def test_read_conllu_skips_ranges_and_empty_nodes(tmp_path):
-    path = tmp_path / "t.conllu.gz"
+    path = tmp_path / "t.conllu.gz"  # built by gzip itself, not open_text: the reading is checked
     with gzip.open(path, "wt", encoding="utf-8") as f:
         f.write(CONLLU)
     sents, tags = read_conllu(path)
@@ -109,3 +109,19 @@ def test_tagger_bad_input(tagger):
         tagger._encode([["XYZ"]])
     with pytest.raises(ValueError, match="not fitted"):
         Tagger().predict([["a"]])
+
+
+def test_passage_load_and_save_give_back_the_tagger(tmp_path):
+    import passage
+    from passage.io import load_model
+
+    sentences = [["The", "cat", "sat", "."], ["A", "dog", "ran", "."]] * 10
+    tags = [["DET", "NOUN", "VERB", "PUNCT"]] * 20
+    tagger = Tagger(size=8, embedding_size=8, n_epochs=2, seed=0, min_df=1).fit(sentences, tags)
+    passage.save(tagger, tmp_path / "t.passage")  # the same file as tagger.save writes
+    back = passage.load(tmp_path / "t.passage")
+    assert isinstance(back, Tagger) and back.tags_ == tagger.tags_
+    assert back.predict(sentences[:2]) == tagger.predict(sentences[:2])
+    assert type(load_model(tmp_path / "t.passage")).__name__ == "RNN"  # the inner model
+    with pytest.raises(TypeError, match="own features and tags"):
+        passage.save(tagger, tmp_path / "u.passage", extra={"a": 1})

@@ -56,10 +56,8 @@ def _load(path: str):
 
     if os.path.isdir(path):
         raise ValueError(f"{os.path.basename(path)!r} is a directory, not a model file")
-    meta, _ = read(path)  # clear errors for missing, truncated or foreign files
-    if (meta.get("extra") or {}).get("tagger") is not None:
-        return Tagger.load(path)
-    return load(path)
+    read(path)  # clear errors for missing, truncated or foreign files
+    return load(path)  # (a Tagger's file gives the Tagger)
 
 
 class Predictor:
