@@ -1,15 +1,17 @@
-/* passage._tokens: the Tokenizer's compiled engine (optional; preprocessing.py falls back to numpy).
+/* passage._tokens: the Tokenizer's compiled engine (optional: without it, the dispatch in
+ * passage/_tokenizer/__init__.py falls back to the numpy engine, _tokenizer/numpy_engine.py).
  *
  * A Lexicon maps token byte strings (UTF-8) to dense ids 0..n-1, given in order of first
  * occurrence, and counts each token's documents and occurrences. `count` splits texts into tokens
- * the way preprocessing.tokenize does (words and punctuation marks, or characters) and returns the
+ * the way _tokenizer/rules.py says (words and punctuation marks, or characters) and returns the
  * id of every token, in one pass over the bytes: no Python object per token. The Python objects are
  * read first; the splitting and counting run with the GIL released, so several threads can count
  * parts of a corpus in their own Lexicons (then `merge` them) or look tokens up in a shared one.
  *
  * Word splitting is driven by a 256-entry byte class table built in Python (0 word byte, 1 the
  * space, 2 a one-byte mark, 3 the first byte of a multi-byte mark or of another character) and the
- * multi-byte marks' UTF-8, so the punctuation set is defined once, in preprocessing.py.
+ * multi-byte marks' UTF-8, so the punctuation set is defined once, in passage/_tokenizer/rules.py
+ * (handed over by _tokenizer/compiled.py).
  *
  * `to_lists` turns flat ids back into lists of shared int objects, for the 2015 list output.
  */
@@ -762,7 +764,7 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "passage._tokens",
-    .m_doc = "The Tokenizer's compiled engine (see preprocessing.py).",
+    .m_doc = "The Tokenizer's compiled engine (see passage/_tokenizer/compiled.py).",
     .m_size = -1,
     .m_methods = module_methods,
 };

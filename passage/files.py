@@ -47,6 +47,7 @@ MAX_DEPTH = 64  # JSON nesting
 _DATE = (1980, 1, 1, 0, 0, 0)  # members carry no time: the same model gives the same bytes
 STALE_SECONDS = 600  # a dead writer's temporary this old is removed by the next write
 _CHUNK = 1 << 20
+_PROBE = 1 << 16  # write_member deflates this much at a time while it decides
 
 
 class RefusedFile(ValueError):
@@ -88,13 +89,30 @@ def write_member(z: zipfile.ZipFile, name: str, data: bytes) -> None:
     """Add ``data`` to an open zip as ``name``, deflated, or stored as is when deflating would
     shrink it past what ``Archive`` accepts (a large run of zeros, e.g. weights no example
     reached), so that every file Passage writes, it reads back."""
-    if len(data) > FREE_BYTES:
-        packed = zlib.compressobj(6, zlib.DEFLATED, -15)
-        size = len(packed.compress(data)) + len(packed.flush())
-        if len(data) > MAX_RATIO // 2 * max(1, size):
-            z.writestr(zipfile.ZipInfo(name, date_time=_DATE), data, zipfile.ZIP_STORED)
-            return
-    z.writestr(zipfile.ZipInfo(name, date_time=_DATE), data, zipfile.ZIP_DEFLATED)
+    method = zipfile.ZIP_STORED if _deflates_too_far(data) else zipfile.ZIP_DEFLATED
+    z.writestr(zipfile.ZipInfo(name, date_time=_DATE), data, method)
+
+
+def _deflates_too_far(data: bytes) -> bool:
+    """Whether deflating ``data`` (more than ``FREE_BYTES``) shrinks it more than
+    ``MAX_RATIO // 2`` times, half the expansion ``Archive`` accepts.
+
+    ``data`` is deflated ``_PROBE`` bytes at a time and the output only counted, never kept.
+    The output so far is never more than the whole output, so the answer is no as soon as it
+    reaches a ``MAX_RATIO // 2``-th of ``data``: for weights, within the first few percent of
+    the bytes, and zipfile then deflates the member once. Only data that does shrink that far
+    is deflated to the end, and it is then stored, not deflated again.
+    """
+    n, ratio = len(data), MAX_RATIO // 2
+    if n <= FREE_BYTES:
+        return False
+    packer, view, size = zlib.compressobj(6, zlib.DEFLATED, -15), memoryview(data), 0
+    for start in range(0, n, _PROBE):
+        size += len(packer.compress(view[start:start + _PROBE]))
+        if n <= ratio * size:
+            return False
+    size += len(packer.flush())
+    return n > ratio * max(1, size)
 
 
 # -- writing -----------------------------------------------------------------------------------

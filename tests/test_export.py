@@ -1,6 +1,5 @@
 """ONNX export and tokenizer.json: onnxruntime and tokenizers give what Passage gives."""
 
-import gzip
 import json
 import os
 import subprocess
@@ -32,6 +31,7 @@ from test_preprocessing import TRICKY  # noqa: E402
 from passage import iterators  # noqa: E402
 from passage.export import export_model, onnx_model, to_onnx, tokenizer_json  # noqa: E402
 from passage.export.tokenizer import split_pattern  # noqa: E402
+from passage.files import open_text  # noqa: E402
 from passage.layers import (  # noqa: E402
     Dense,
     Embedding,
@@ -225,7 +225,7 @@ def test_refuses_what_it_cannot_export(tmp_path):
 
 # -- tokenizer.json ------------------------------------------------------------------------------
 def _sample_texts():
-    with gzip.open(SAMPLE, "rt", encoding="utf-8") as f:
+    with open_text(SAMPLE) as f:
         return [json.loads(line)["text"] for line in f]
 
 

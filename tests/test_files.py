@@ -1,5 +1,6 @@
 """atomic_write: unpredictable O_EXCL temporaries, permission bits kept, the folder fsync'd,
-leftovers of killed writers cleaned (issue 16); open_text: plain or gzip UTF-8 text."""
+leftovers of killed writers cleaned (issue 16); open_text: plain or gzip UTF-8 text;
+write_member: deflated once, stored when it would shrink too far."""
 
 import gzip
 import os
@@ -8,7 +9,10 @@ import stat
 import subprocess
 import sys
 import time
+import zipfile
+import zlib
 
+import numpy as np
 import pytest
 
 from passage import files
@@ -150,3 +154,72 @@ def test_open_text_names_a_missing_file(tmp_path):
         open_text(tmp_path / "no" / "such.txt", "wt")
     with pytest.raises(ValueError, match="text, not bytes"):
         open_text(tmp_path / "x.txt", "rb")
+
+
+# -- write_member ------------------------------------------------------------------------------
+def sparse(n, every, seed=0):
+    """n bytes, zero but for a random one every ``every``: deflates about every / 2.5 times."""
+    a = np.zeros(n, np.uint8)
+    a[::every] = np.random.default_rng(seed).integers(1, 256, len(a[::every]))
+    return a.tobytes()
+
+
+def noise(n, seed=0):
+    return np.random.default_rng(seed).bytes(n)
+
+
+MEMBERS = {  # name -> data, around the storing threshold (deflated 50 times smaller)
+    "small_zeros": bytes(files.FREE_BYTES), "noise": noise(4 << 20), "zeros": bytes(4 << 20),
+    "noise_then_zeros": noise(1 << 16) + bytes(8 << 20),
+    "zeros_then_noise": bytes(7 << 20) + noise(1 << 20),  # known to deflate at the end only
+    "zeros_then_less_noise": bytes(8 << 20) + noise(1 << 16),
+    **{f"sparse_{k}": sparse(4 << 20, k) for k in (20, 125, 200, 1000)}}
+
+
+def stored_by_the_old_rule(data):
+    """What write_member decided when it deflated the whole member to decide."""
+    if len(data) <= files.FREE_BYTES:
+        return False
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+    size = len(packer.compress(data)) + len(packer.flush())
+    return len(data) > files.MAX_RATIO // 2 * max(1, size)
+
+
+@pytest.mark.parametrize("name", sorted(MEMBERS))
+def test_write_member_stores_what_deflating_the_whole_member_would_shrink_too_far(tmp_path,
+                                                                                    name):
+    data = MEMBERS[name]
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        files.write_member(z, "m.npy", data)
+    with files.Archive(path, "test file") as archive:
+        info = archive.info("m.npy")
+        assert archive.read_bytes_of("m.npy") == data
+    stored = stored_by_the_old_rule(data)
+    assert info.compress_type == (zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+    assert stored == (name in ("zeros", "noise_then_zeros", "zeros_then_less_noise",
+                               "sparse_200", "sparse_1000"))
+
+
+@pytest.mark.parametrize("name, most", [("noise", 1.05), ("zeros", 1.0), ("sparse_20", 1.5)])
+def test_write_member_deflates_a_member_about_once(monkeypatch, tmp_path, name, most):
+    """The bytes given to zlib (write_member's decision and zipfile's deflating together):
+    once for weights-like noise and once for zeros (then stored), not twice as before."""
+    fed, compressobj = [], zlib.compressobj
+
+    class Counting:
+        def __init__(self, *args):
+            self.packer = compressobj(*args)
+
+        def compress(self, data):
+            fed.append(len(data))
+            return self.packer.compress(data)
+
+        def flush(self, *args):
+            return self.packer.flush(*args)
+
+    monkeypatch.setattr(zlib, "compressobj", Counting)  # zipfile's compressor too
+    data = MEMBERS[name]
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as z:
+        files.write_member(z, "m.npy", data)
+    assert len(data) <= sum(fed) <= most * len(data)

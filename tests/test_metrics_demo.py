@@ -30,14 +30,14 @@ def test_demo_learns_the_bundled_sample(capsys):
 
 
 def test_load_imdb_reads_a_split_and_can_drop_line_breaks(tmp_path):
-    import gzip
     import json
 
     from passage.datasets import load_imdb
+    from passage.files import open_text
 
     rows = [{"id": "train_pos_0", "text": "Great.<br /><br />Loved it", "label": 1, "rating": 9},
             {"id": "train_neg_0", "text": "Dull", "label": 0, "rating": 2}]
-    with gzip.open(tmp_path / "train.jsonl.gz", "wt", encoding="utf-8") as f:
+    with open_text(tmp_path / "train.jsonl.gz", "wt") as f:
         f.write("".join(json.dumps(r) + "\n" for r in rows))
     assert load_imdb(tmp_path) == (["Great.<br /><br />Loved it", "Dull"], [1, 0])
     assert load_imdb(tmp_path, line_breaks=False) == (["Great.  Loved it", "Dull"], [1, 0])

@@ -4,11 +4,12 @@ reader, passage.cli.tables, is tested in test_cli_safety.)"""
 
 import json
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 
-from passage.baseline import CLASSIFIER_GRID, fit_baseline
 from passage.io import load, save
 from passage.labels import LabelCoding, canonical, infer_task
 from passage.layers import Dense, Embedding, GatedRecurrent, LstmRecurrent, OneHot
@@ -163,11 +164,6 @@ def test_showdown_regression_reports_rmse(tmp_path):
     assert (tmp_path / "rmse.png").stat().st_size > 1000
 
 
-def test_baseline_refuses_too_few_examples_per_class():
-    with pytest.raises(ValueError, match="3-fold grid search needs at least 3"):
-        fit_baseline(["a", "b", "c", "d"], [0, 0, 0, 1], "binary", grid=CLASSIFIER_GRID)
-
-
 # -- embedding map ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def binary_model():
@@ -235,12 +231,82 @@ def test_trace_one_pass_matches_every_prefix(binary_model, tmp_path):
     prefixes = model.predict([ids[:k] for k in range(1, len(ids) + 1)])
     np.testing.assert_allclose(tr.outputs, prefixes, atol=1e-5)
     np.testing.assert_allclose(tr.values[-1], model.predict([text])[0, 0], atol=1e-6)
-    assert all(not layer.sequence_out for layer in model.layers[1:2])  # restored
+    np.testing.assert_array_equal(tr.outputs, outputs_the_old_way(model, ids, tmp_path))
+    assert all(not layer.sequence_out for layer in model.layers[1:2])  # never changed
 
     ansi, plain = to_ansi(tr), to_ansi(tr, color=False)
     assert ansi.count("\x1b[48;2;") == len(ids) and "great[" in plain
     write_html(tr, tmp_path / "t.html")
     assert "awful</span>" in (tmp_path / "t.html").read_text(encoding="utf-8")
+
+
+def outputs_the_old_way(model, ids, tmp_path):
+    """The step outputs as trace computed them before it stopped changing the model: on a
+    copy of the model (saved and loaded), every recurrent layer flipped to return each step."""
+    save(model, tmp_path / "copy.passage")
+    other = load(tmp_path / "copy.passage")
+    for layer in other.layers:
+        if layer.is_recurrent:
+            layer.sequence_out = True
+    other.model.eval()
+    with torch.inference_mode():
+        x, lengths = torch.tensor([ids]), torch.tensor([len(ids)])
+        return other.model(x, lengths)[0].float().numpy()
+
+
+def test_trace_never_changes_the_model_a_predict_in_another_thread_reads(tmp_path):
+    """A served model is traced in one thread while another predicts with it: the layers'
+    ``sequence_out`` is never written (a property on the layer records every write) and a
+    predict made in the middle of the trace's forward pass gives the usual outputs."""
+    tok = Tokenizer(min_df=1).fit(["good film", "bad film", "a good plot"])
+    model = RNN([Embedding(6, tok.n_features), GatedRecurrent(5), LstmRecurrent(4),
+                 Dense(1, "sigmoid")], "bce", verbose=0, seed=0, tokenizer=tok)
+    model.fit(["good film", "bad film", "a good plot"], [1, 0, 1])
+    texts = ["good film", "bad"]
+    expected = model.predict(texts)
+    assert expected.shape == (2, 1)
+    last_state = model.layers[2]  # the layer trace needs every step of
+    assert model.layers[1].sequence_out and not last_state.sequence_out
+    writes = []
+
+    class Watched(type(last_state)):
+        @property
+        def sequence_out(self):
+            return self.__dict__["_watched"]
+
+        @sequence_out.setter
+        def sequence_out(self, value):
+            writes.append((self, value))
+            self.__dict__["_watched"] = value
+
+    last_state.__dict__["_watched"] = last_state.__dict__.pop("sequence_out")
+    last_state.__class__ = Watched
+    during = []
+
+    def predict_elsewhere(module, args, output):
+        if not during:  # the trace's pass (the predict below runs this layer too)
+            during.append(tuple(output[0].shape))
+            with ThreadPoolExecutor(1) as pool:
+                during.append(pool.submit(model.predict, texts).result())
+
+    hook = model.layers[-1].register_forward_hook(predict_elsewhere)
+    try:
+        text = "a good film"
+        tr = trace(model, text)
+    finally:
+        hook.remove()
+    assert tr.one_pass and len(during) == 2
+    assert during[0] == (1, 3, 1)  # the trace read every step...
+    np.testing.assert_array_equal(during[1], expected)  # ...the other thread the usual output
+    assert not any(layer is last_state for layer, _ in writes)
+    assert not last_state.sequence_out and model.layers[1].sequence_out
+    np.testing.assert_array_equal(model.predict(texts), expected)
+    last_state.__class__ = LstmRecurrent  # unwatched again, so that the model can be saved
+    last_state.__dict__["sequence_out"] = last_state.__dict__.pop("_watched")
+    ids = tok.transform([text])[0]
+    np.testing.assert_array_equal(tr.outputs, outputs_the_old_way(model, ids, tmp_path))
+    prefixes = model.predict([ids[:k] for k in range(1, len(ids) + 1)])
+    np.testing.assert_allclose(tr.outputs, prefixes, atol=1e-5)
 
 
 @pytest.mark.parametrize("changes", [{"pool": "max"}, {"pool": "mean"}, {"wide": True},

@@ -18,7 +18,7 @@ def write(path, header=False, upper=False):
     lines = [f"{len(VECTORS)} 3"] if header else []
     lines += [f"{w.upper() if upper else w} " + " ".join(map(str, v)) for w, v in VECTORS.items()]
     text = "\n".join(lines) + "\n"
-    if str(path).endswith(".gz"):
+    if str(path).endswith(".gz"):  # gzip.open, not open_text: load_vectors' reading is checked
         with gzip.open(path, "wt") as f:
             f.write(text)
     else:

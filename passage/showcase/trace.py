@@ -1,13 +1,15 @@
 """The model's prediction after every token of a text: watch the opinion form while it reads.
 
-A model whose recurrent layers all read forwards gets the whole trace in one pass: the recurrent
-layers return every step for the duration of the call and the output layer is applied to each.
-A model that also reads backwards cannot know the future, so each prefix is predicted on its own
-(one batch). Shown as ANSI colours in a terminal, a standalone HTML page, or a PNG.
+A model whose recurrent layers all read forwards gets the whole trace in one pass: the layers run
+with their recurrent ones returning every step (copies of them made for the call, the model left
+as it is) and the output layer is applied to each. A model that also reads backwards cannot know
+the future, so each prefix is predicted on its own (one batch). Shown as ANSI colours in a
+terminal, a standalone HTML page, or a PNG.
 """
 
 from __future__ import annotations
 
+import copy
 import html
 import os
 from dataclasses import dataclass
@@ -18,7 +20,9 @@ import torch
 
 from passage.files import atomic_write
 from passage.labels import LabelCoding
+from passage.layers import Layer, inference
 from passage.preprocessing import tokenize
+from passage.stack import Stack
 
 if TYPE_CHECKING:
     from passage.models import RNN
@@ -55,22 +59,33 @@ def step_outputs(model: RNN, ids: list[int]) -> tuple[np.ndarray, bool]:
     if any(tuple(layer.reversed) != (False,) or layer.pool for layer in recurrent) or \
             getattr(model, "wide", None) is not None:
         return np.asarray(model.predict([ids[:k] for k in range(1, len(ids) + 1)])), False
-    saved = [layer.sequence_out for layer in recurrent]
-    try:
-        for layer in recurrent:
-            layer.sequence_out = True
-        model.model.eval()
-        with torch.inference_mode():
-            x = torch.as_tensor([ids], dtype=torch.long, device=model.device)
-            lengths = torch.as_tensor([len(ids)], dtype=torch.long, device=model.device)
-            out = model.model(x, lengths)[0].float().cpu().numpy()
-    finally:
-        for layer, was in zip(recurrent, saved, strict=True):
-            layer.sequence_out = was
+    stack = _every_step(model.model)
+    with torch.inference_mode(), inference():  # as predict runs: no mode of the model changed
+        x = torch.as_tensor([ids], dtype=torch.long, device=model.device)
+        lengths = torch.as_tensor([len(ids)], dtype=torch.long, device=model.device)
+        out = stack(x, lengths)[0].float().cpu().numpy()
     scale = getattr(model, "target_scale_", None)
     if scale is not None:  # back to the units of the labels, as predict does
         out = out * scale[1] + scale[0]
     return out, True
+
+
+def _every_step(stack: Stack) -> Stack:
+    """A ``Stack`` of the same layers, in which every recurrent layer returns each step.
+
+    A recurrent layer that returns its last state only is replaced by a shallow copy
+    (``copy.copy``) whose own ``sequence_out`` is True: the copy holds the very parameters and
+    submodules of the original (no weight is copied), only its attribute dictionary is its
+    own. The model's layers are never changed, so a ``predict`` running in another thread
+    meanwhile (a served model) gets what it always gets.
+    """
+    layers = []
+    for layer in cast("list[Layer]", list(stack.layers)):
+        if layer.is_recurrent and not layer.sequence_out:
+            layer = copy.copy(layer)
+            layer.sequence_out = True
+        layers.append(layer)
+    return Stack(layers, stack.wide)
 
 
 def trace(model: RNN, text: str, coding: LabelCoding | None = None) -> Trace:
