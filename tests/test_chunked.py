@@ -126,13 +126,13 @@ def _scan_widths(monkeypatch):
                          (skip_padding, "scan")):
         real = getattr(module, name)
 
-        def spy(*args, real=real, name=name):
+        def spy(*args, real=real, name=name, **kwargs):
             if name == "scan":  # (kind, source, ids, lengths, state, ...)
                 seen.append((len(args[3]), args[2].shape[1] if args[2] is not None
                              else args[1].shape[1]))
             else:
                 seen.append(tuple(args[1].shape[:2]))
-            return real(*args)
+            return real(*args, **kwargs)
 
         monkeypatch.setattr(module, name, spy)
     return seen
