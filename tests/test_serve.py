@@ -438,9 +438,15 @@ def test_a_real_server_starts_predicts_and_drains_on_sigterm(model_file, binary)
         began = time.monotonic()
         sender.start()
         time.sleep(0.3)
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            workers = [int(p) for p in f.read().split()]
+        assert len(workers) >= 1  # the batches run in worker processes
         proc.send_signal(signal.SIGTERM)
         sender.join(60)
         assert proc.wait(30) == 0
+        for pid in workers:  # none outlives the server
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
         assert time.monotonic() - began > 0.3
         assert results and results[0].status_code == 200 and len(results[0].json()) == 100
         with pytest.raises(httpx.TransportError):

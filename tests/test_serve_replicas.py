@@ -125,11 +125,20 @@ def test_the_app_runs_a_model_file_in_processes_and_a_model_object_in_its_own(mo
         create_app(model, processes=True)
 
 
-def test_the_processes_run_this_copy_of_passage(model_file):
-    """Even with another copy first on the path, a process imports the server's own code."""
-    import passage
-    from passage.serve import replicas as module
-
-    env = module._child_env()
-    here = os.path.dirname(os.path.dirname(os.path.abspath(passage.__file__)))
-    assert env["PYTHONPATH"].split(os.pathsep)[0] == here
+def test_the_processes_run_this_copy_of_passage(model, model_file, tmp_path, monkeypatch):
+    """Another ``passage`` in the working directory (or first on PYTHONPATH) is not the one a
+    worker process imports: it runs the server's own code."""
+    for where in ("cwd", "path"):
+        fake = tmp_path / where / "passage"
+        fake.mkdir(parents=True)
+        (fake / "__init__.py").write_text("raise SystemExit('the wrong passage')\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "path"))
+    replicas = Replicas(str(model_file), 1)
+    replicas.start()
+    try:
+        replicas.attach()
+        got = pos_scores(replicas.answers(TEXTS[:2]))
+        np.testing.assert_allclose(got, model.predict(TEXTS[:2])[:, 0], rtol=1e-5, atol=1e-6)
+    finally:
+        replicas.stop()

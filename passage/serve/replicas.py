@@ -44,9 +44,10 @@ class _Process:
     def __init__(self, path: str, sha256: str | None):
         parent, child = socket.socketpair()
         try:
-            command = [sys.executable, "-c", "import sys; from passage.serve.replicas import "
-                       "_serve; _serve(*sys.argv[1:])", str(child.fileno()), str(os.getpid()),
-                       path, sha256 or "-"]
+            # -P: not the working directory first on the path, the server's passage (env)
+            command = [sys.executable, "-P", "-c", "import sys; from passage.serve.replicas "
+                       "import _serve; _serve(*sys.argv[1:])", str(child.fileno()),
+                       str(os.getpid()), path, sha256 or "-"]
             self.proc = subprocess.Popen(command, pass_fds=(child.fileno(),),
                                          stdin=subprocess.DEVNULL, env=_child_env())
         finally:
@@ -80,7 +81,7 @@ class _Process:
         except (EOFError, OSError):
             code = self.proc.poll()
             raise _Died(f"the worker process {self.proc.pid} died"
-                               + (f" (exit status {code})" if code is not None else "")) from None
+                        + (f" (exit status {code})" if code is not None else "")) from None
 
     def alive(self) -> bool:
         return self.proc.poll() is None
