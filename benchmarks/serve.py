@@ -43,12 +43,16 @@ from passage.datasets import load_imdb
 
 
 def tree(pid: int) -> list[int]:
-    """The server and its worker processes."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [pid, *(int(c) for c in f.read().split())]
-    except OSError:
-        return [pid]
+    """The server and its worker processes (started by any of its threads: a replaced worker
+    is started by a batch thread)."""
+    found = [pid]
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except OSError:  # (a thread that just ended)
+            pass
+    return found
 
 
 def rss_mib(pid: int) -> float:

@@ -141,34 +141,20 @@ class Predictor:
                 "model_sha256": self.sha256_}
 
     # -- prediction (on a batcher's worker thread) ---------------------------------------------
-    def outputs(self, texts: list[str]) -> list:
-        """The model's raw outputs, one per text: tokenized at once, then ``predict`` on all of
-        them, in the calling thread."""
+    def answers(self, texts: list[str]) -> list:
+        """The JSON answer of every text, tokenized at once and predicted together in the
+        calling thread; all labels best first for classification (a request's ``top_k`` is
+        then a slice: ``limited``), the probabilities of the whole batch at once."""
+        n = max(1, len(texts))
         if self.tagger_ is not None:
             words = [tokenize(t) for t in texts]
-            ids = self.tagger_.features_.transform(words)
-        else:
-            ids = self.rnn_.tokenizer.transform(texts, as_array=True)  # (no lists of ints)
-        results = list(self.rnn_.predict(ids, max(1, len(ids))))
-        if self.tagger_ is not None:
-            return list(zip(words, results, strict=True))
-        return results
-
-    def answers(self, texts: list[str]) -> list:
-        """The JSON answer of every text, all labels best first for classification (a
-        request's ``top_k`` is then a slice: ``limited``); made where the batch runs, the
-        probabilities of the whole batch at once."""
-        outputs = self.outputs(texts)
-        if self.tagger_ is not None or self.task_ == "regression":
-            return [self.answer(t, o) for t, o in zip(texts, outputs, strict=True)]
-        coding = cast(LabelCoding, self.coding_)
-        proba = cast(np.ndarray, coding.probabilities(np.stack(outputs))) if outputs else \
-            np.zeros((0, 0))
-        order = np.argsort(-proba, axis=1, kind="stable")
-        classes = cast(list, coding.classes)
-        return [[{"label": classes[i], "score": p} for i, p in
-                 zip(row.tolist(), np.take_along_axis(pr, row, 0).tolist(), strict=True)]
-                for row, pr in zip(order, proba, strict=True)]
+            probs = self.rnn_.predict(self.tagger_.features_.transform(words), n)
+            return [self._tags(t, w, p) for t, w, p in zip(texts, words, probs, strict=True)]
+        outputs = cast(np.ndarray, self.rnn_.predict(
+            self.rnn_.tokenizer.transform(texts, as_array=True), n))  # (ids, not lists of ints)
+        if self.task_ == "regression":
+            return [{"value": v} for v in outputs[:, 0].tolist()]
+        return self._ranked(outputs)
 
     def limited(self, answer: dict | list[dict], top_k: int | None) -> dict | list[dict]:
         """An answer of ``answers`` cut to the request's ``top_k`` labels (classification)."""
@@ -183,11 +169,17 @@ class Predictor:
             return self._tags(text, *output)
         if self.task_ == "regression":
             return {"value": float(cast(np.ndarray, output)[0])}
+        return self._ranked(np.asarray(output)[None, :], top_k)[0]
+
+    def _ranked(self, outputs: np.ndarray, top_k: int | None = None) -> list[list[dict]]:
+        """Each row of classifier outputs as its labels and scores, best first."""
         coding = cast(LabelCoding, self.coding_)  # (set when there is no tagger)
-        proba = cast(np.ndarray, coding.probabilities(np.asarray(output)[None, :]))[0]
-        order = np.argsort(-proba, kind="stable")[:top_k]
+        proba = cast(np.ndarray, coding.probabilities(outputs))
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
         classes = cast(list, coding.classes)  # (a classification coding has them)
-        return [{"label": classes[i], "score": float(proba[i])} for i in order]
+        return [[{"label": classes[i], "score": p} for i, p in
+                 zip(row.tolist(), np.take_along_axis(pr, row, 0).tolist(), strict=True)]
+                for row, pr in zip(order, proba, strict=True)]
 
     def _tags(self, text: str, words: list[str], probs: np.ndarray) -> list[dict]:
         where: Sequence[tuple[int | None, int | None]] = (spans(text, words)

@@ -53,7 +53,6 @@ class _Process:
         finally:
             child.close()
         self.conn = Connection(parent.detach())
-        self.ready = False
 
     def wait_ready(self, timeout: float = START_SECONDS) -> None:
         if not self.conn.poll(timeout):
@@ -63,7 +62,6 @@ class _Process:
         if status != "ready":
             self.close()
             raise ReplicaError(f"a worker process could not load the model: {payload}")
-        self.ready = True
 
     def ask(self, what: str, payload: Any) -> Any:
         try:
