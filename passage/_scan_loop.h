@@ -21,9 +21,9 @@ typedef float VEC;
 #define BROADCAST(x) (x)
 #endif
 
-/* gh[r, :] = b + h[r, :] @ wt for the R (<= ROWS) rows from h (rows size apart) */
+/* gh[r, :] = b + h[r] @ wt for the R (<= ROWS) rows h[0] .. h[R - 1] */
 static inline __attribute__((always_inline)) void
-PASTE(recurrent_matmul, VARIANT)(const int R, const float *restrict h, const float *restrict wt,
+PASTE(recurrent_matmul, VARIANT)(const int R, const float *const *h, const float *restrict wt,
                                  const float *restrict b, float *restrict gh, Py_ssize_t size,
                                  Py_ssize_t n)
 {
@@ -38,7 +38,7 @@ PASTE(recurrent_matmul, VARIANT)(const int R, const float *restrict h, const flo
             for (int v = 0; v < COLS / VFLOATS; v++)
                 w[v] = LOAD(wt + k * n + j0 + v * VFLOATS);
             for (int r = 0; r < R; r++) {
-                const VEC hv = BROADCAST(h[r * size + k]);
+                const VEC hv = BROADCAST(h[r][k]);
                 for (int v = 0; v < COLS / VFLOATS; v++)
                     acc[r][v] += hv * w[v];
             }
@@ -54,7 +54,7 @@ PASTE(recurrent_matmul, VARIANT)(const int R, const float *restrict h, const flo
         for (Py_ssize_t k = 0; k < size; k++) {
             const VEC w = LOAD(wt + k * n + j0);
             for (int r = 0; r < R; r++)
-                acc[r] += BROADCAST(h[r * size + k]) * w;
+                acc[r] += BROADCAST(h[r][k]) * w;
         }
         for (int r = 0; r < R; r++)
             STORE(gh + r * n + j0, acc[r]);
@@ -66,7 +66,7 @@ PASTE(recurrent_matmul, VARIANT)(const int R, const float *restrict h, const flo
         for (Py_ssize_t k = 0; k < size; k++)
             for (int r = 0; r < R; r++)
                 for (Py_ssize_t j = j0; j < n; j++)
-                    gh[r * n + j] += h[r * size + k] * wt[k * n + j];
+                    gh[r * n + j] += h[r][k] * wt[k * n + j];
     }
 }
 
@@ -103,43 +103,56 @@ PASTE(step, VARIANT)(int kind, const float *restrict gi, const float *restrict g
     }
 }
 
-/* every row of the batch through its steps: at step t the rows still running (a suffix, lengths
- * ascending) go through the matmul ROWS at a time, so only the last group of a step is partial;
+/* every row of the batch through its steps, in lanes (passage/_scan.c's plan: rows dealt to
+ * lanes, each lane running its rows one after another): at each step the lanes still running go
+ * through the matmul ROWS at a time, so the groups stay full however the lengths differ;
  * gh: scratch of ROWS * n floats */
-static void PASTE(scan_rows, VARIANT)(const Scan *s, Py_ssize_t batch, float *restrict gh)
+static void PASTE(scan_rows, VARIANT)(const Scan *s, const Plan *plan, float *restrict gh)
 {
-    const Py_ssize_t size = s->size, n = s->n, width = s->width;
+    const Py_ssize_t size = s->size, n = s->n, width = s->width, batch = s->batch;
+    const Py_ssize_t *next = plan->next;
 #define LEN(i) (s->lengths[i] < 0 ? 0 : (s->lengths[i] > width ? width : (Py_ssize_t)s->lengths[i]))
-    /* the position row i reads at step t: t, or from its last real step back with reverse */
+    /* the position row i reads at its step t: t, or from its last real step back with reverse */
 #define AT(i, t) (s->reverse ? LEN(i) - 1 - (t) : (t))
     if (s->pooled)
         for (Py_ssize_t i = 0; i < batch * size; i++)
             s->pooled[i] = s->pool == 'm' ? -INFINITY : 0.0f;
-    const Py_ssize_t steps = batch ? LEN(batch - 1) : 0;
-    Py_ssize_t first = 0; /* rows before it have ended */
-    for (Py_ssize_t t = 0; t < steps; t++) {
-        while (LEN(first) <= t)
-            first++;
-        for (Py_ssize_t row = first; row < batch; row += ROWS) {
-            const int rows = (int)(batch - row < ROWS ? batch - row : ROWS);
-            float *h = s->h + row * size;
+    Py_ssize_t row[MAX_LANES], t[MAX_LANES]; /* each running lane's row and that row's step */
+    int lane[MAX_LANES], running = 0;        /* the running lanes, in order */
+    for (int l = 0; l < plan->lanes; l++) {
+        row[l] = plan->first[l];
+        t[l] = 0;
+        lane[running++] = l;
+    }
+    while (running) {
+        for (int g = 0; g < running; g += ROWS) {
+            const int rows = running - g < ROWS ? running - g : ROWS;
+            const int *lg = lane + g;
+            const float *h[ROWS];
+            for (int r = 0; r < rows; r++)
+                h[r] = s->h + row[lg[r]] * size;
             switch (rows) { /* each case a matmul with its row count known */
             case 4: PASTE(recurrent_matmul, VARIANT)(4, h, s->wt, s->b, gh, size, n); break;
             case 3: PASTE(recurrent_matmul, VARIANT)(3, h, s->wt, s->b, gh, size, n); break;
             case 2: PASTE(recurrent_matmul, VARIANT)(2, h, s->wt, s->b, gh, size, n); break;
             default: PASTE(recurrent_matmul, VARIANT)(1, h, s->wt, s->b, gh, size, n); break;
             }
-            if (s->ids && t + 1 < steps) /* the next step's table rows, read from memory
-                                            meanwhile (a vocabulary's table is not cached) */
-                for (int r = 0; r < rows; r++)
-                    if (t + 1 < LEN(row + r)) {
-                        const float *next = s->src + s->ids[(row + r) * width
-                                                            + AT(row + r, t + 1)] * n;
-                        for (Py_ssize_t j = 0; j < n; j += 16)
-                            PREFETCH(next + j);
+            if (s->ids) /* each lane's next table row, read from memory meanwhile (a
+                           vocabulary's table is not cached) */
+                for (int r = 0; r < rows; r++) {
+                    Py_ssize_t i = row[lg[r]], u = t[lg[r]] + 1;
+                    if (u >= LEN(i)) {
+                        i = next[i];
+                        u = 0;
                     }
+                    if (i >= 0) {
+                        const float *ahead = s->src + s->ids[i * width + AT(i, u)] * n;
+                        for (Py_ssize_t j = 0; j < n; j += 16)
+                            PREFETCH(ahead + j);
+                    }
+                }
             for (int r = 0; r < rows; r++) {
-                const Py_ssize_t i = row + r, at = AT(i, t);
+                const Py_ssize_t i = row[lg[r]], at = AT(i, t[lg[r]]);
                 const float *gi = s->ids ? s->src + s->ids[i * width + at] * n
                                          : s->src + (i * width + at) * n;
                 float *hr = s->h + i * size;
@@ -158,6 +171,17 @@ static void PASTE(scan_rows, VARIANT)(const Scan *s, Py_ssize_t batch, float *re
                 }
             }
         }
+        int still = 0; /* every lane one step on: to its row's next step, or its next row */
+        for (int k = 0; k < running; k++) {
+            const int l = lane[k];
+            if (++t[l] >= LEN(row[l])) {
+                row[l] = next[row[l]];
+                t[l] = 0;
+            }
+            if (row[l] >= 0)
+                lane[still++] = l;
+        }
+        running = still;
     }
     if (s->pooled)
         for (Py_ssize_t i = 0; i < batch; i++) {

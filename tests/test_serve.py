@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from passage.io import save  # noqa: E402
 from passage.recipe import TextModelOptions, fit_text_model  # noqa: E402
 from passage.serve import create_app  # noqa: E402
+from passage.serve.predictor import Predictor, encode  # noqa: E402
 from passage.serve.requests import Limits  # noqa: E402
 from passage.showcase.trace import colour, trace  # noqa: E402
 from passage.tagging import Tagger  # noqa: E402
@@ -134,6 +135,24 @@ def test_multiclass_regression_and_tagging_answers(multiclass, regression, tagge
     assert all(text[t["start"]:t["end"]] == t["word"] for t in tags)
     assert [t["index"] for t in tags] == [0, 1, 2, 3] and all(0 < t["score"] <= 1 for t in tags)
     assert refused.status_code == 422 and "/predict" in no_leak(refused)
+
+
+def test_encoded_answers_are_the_json_of_the_answers(multiclass):
+    """What a batch sends back (written straight from the probabilities) is byte for byte the
+    JSON of its answers, labels escaped as JSON escapes them; NaN is refused the same way."""
+    texts, labels = corpus(["neg", "pos", "meh"])
+    odd = {"neg": 'not "good"', "pos": "très bien \\ 好", "meh": "meh\n"}
+    model = fit_text_model(texts, [odd[y] for y in labels], options=TINY)
+    for m in (multiclass, model):
+        predictor = Predictor(m)
+        sent = predictor.encoded(texts[:7] + ["unseen words only"])
+        assert sent == [encode(a) for a in predictor.answers(texts[:7] + ["unseen words only"])]
+        assert [a["label"] for a in json.loads(sent[0])] == \
+            [m.extra_["classes"][i] for i in np.argsort(-m.predict(texts[:1])[0], kind="stable")]
+    predictor = Predictor(model)
+    predictor._outputs = lambda texts: np.full((len(texts), 3), np.nan, np.float32)
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        predictor.encoded(["good"])
 
 
 def test_trace_gives_what_passage_trace_draws(client, binary):

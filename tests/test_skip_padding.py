@@ -99,6 +99,40 @@ def test_a_reversed_scan_is_the_step_loop_on_each_row_reversed_in_its_length(pat
         torch.testing.assert_close(pooled, pool_steps(want, lt, "max"), **tol)
 
 
+@pytest.mark.parametrize("path", skip_padding.compiled_variants())
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("spread", ["mixed", "equal", "one long"])
+def test_rows_in_lanes_compute_each_row_as_it_runs_alone(path, kind, spread):
+    """The compiled scan deals rows to lanes (a lane runs its rows one after another, their
+    matmuls grouped with other lanes'): every row, in whatever order and company, gets exactly
+    (bit for bit) what it gets scanned on its own, and the step loop's answer."""
+    rng = np.random.default_rng(7)
+    lengths = {"mixed": rng.integers(0, 60, 45), "equal": np.full(18, 23),
+               "one long": np.r_[rng.integers(1, 8, 9), 90]}[spread]
+    table, ids, lengths, state, w_hh, b_hh = _problem(kind, 20, seed=5, lengths=lengths)
+    order = rng.permutation(len(lengths))  # any order, not only shortest first
+    ids, lengths, state = ids[order], lengths[order], tuple(s[order] for s in state)
+    for reverse in (False, True):
+        out, final = _run(path, kind, table, ids, lengths, state, w_hh, b_hh,
+                          keep_outputs=True, reverse=reverse)
+        pooled, _ = _run(path, kind, table, ids, lengths, state, w_hh, b_hh, pool="max",
+                         reverse=reverse)
+        for i in range(len(lengths)):
+            alone = (ids[i:i + 1], lengths[i:i + 1], tuple(s[i:i + 1] for s in state))
+            out1, final1 = _run(path, kind, table, *alone, w_hh, b_hh, keep_outputs=True,
+                                reverse=reverse)
+            pooled1, _ = _run(path, kind, table, *alone, w_hh, b_hh, pool="max",
+                              reverse=reverse)
+            assert torch.equal(out[i], out1[0]) and torch.equal(pooled[i], pooled1[0])
+            assert all(torch.equal(a[i], b[0]) for a, b in zip(final, final1, strict=True))
+    by_length = np.argsort(lengths, kind="stable")  # the reference wants them sorted
+    want = _reference(kind, table, ids[by_length], lengths[by_length],
+                      tuple(s[by_length] for s in state), w_hh, b_hh, False)
+    out, _ = _run(path, kind, table, ids, lengths, state, w_hh, b_hh, keep_outputs=True)
+    real = (torch.arange(ids.shape[1])[None, :] < torch.from_numpy(lengths)[:, None])[..., None]
+    torch.testing.assert_close(out[by_length], want * real[by_length], rtol=1e-4, atol=2e-5)
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_inputs_are_left_as_they_were(path):
     table, ids, lengths, state, w_hh, b_hh = _problem("lstm", 20, seed=1)

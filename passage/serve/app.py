@@ -24,7 +24,15 @@ from passage.serve.metrics import CONTENT_TYPE, Counter, Gauge, Histogram, rende
 from passage.serve.page import PAGE
 from passage.serve.predictor import InputError, Predictor
 from passage.serve.replicas import Replicas
-from passage.serve.requests import ApiError, Limits, parse_predict, parse_trace, read_json
+from passage.serve.requests import (
+    ApiError,
+    Limits,
+    parse_json,
+    parse_predict,
+    parse_trace,
+    read_body,
+    read_json,
+)
 
 log = logging.getLogger("passage.serve")
 ROUTES = ("/", "/predict", "/trace", "/health", "/ready", "/metadata", "/metrics",
@@ -115,10 +123,10 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
                          "a model object is run in this process")
     if processes:
         replicas = Replicas(os.fspath(model_or_path), n_workers, predictor.sha256_)
-        run, trace_text, initializer = replicas.answers, replicas.trace, replicas.attach
+        run, trace_text, initializer = replicas.encoded, replicas.trace, replicas.attach
     else:
         predictor.make_tables()
-        replicas, run, trace_text, initializer = None, predictor.answers, predictor.trace, one_core
+        replicas, run, trace_text, initializer = None, predictor.encoded, predictor.trace, one_core
     limits = limits or Limits()
     batcher = Batcher(run, max_batch_size, max_wait_ms, max_queue, workers=n_workers,
                       initializer=initializer)
@@ -154,30 +162,50 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
     def error(status: int, message: str, headers: dict | None = None):
         return JSONResponse({"error": message, "status": status}, status, headers=headers)
 
+    def failure(e: Exception, path: str):
+        """The error response for what a request raised."""
+        if isinstance(e, ApiError):
+            return error(e.status, e.message, e.headers)
+        if isinstance(e, InputError):
+            return error(422, str(e))
+        if isinstance(e, Overloaded):
+            return error(503, "the server is busy (its queue is full): retry after a second, "
+                              "or send fewer texts at once", {"Retry-After": "1"})
+        log.error("error answering %s", path, exc_info=e)
+        return error(500, "internal error while predicting; the server log has the details")
+
     def guarded(fn: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
         async def run(request: Request):
             try:
                 return await fn(request)
-            except ApiError as e:
-                return error(e.status, e.message, e.headers)
-            except InputError as e:
-                return error(422, str(e))
-            except Overloaded:
-                return error(503, "the server is busy (its queue is full): retry after a "
-                                  "second, or send fewer texts at once", {"Retry-After": "1"})
-            except Exception:
-                log.exception("error answering %s", request.url.path)
-                return error(500, "internal error while predicting; the server log has the "
-                                  "details")
+            except Exception as e:
+                return failure(e, request.url.path)
         run.__name__, run.__doc__ = fn.__name__, fn.__doc__
         return run
 
-    @guarded
+    async def predicted(body: bytes) -> bytes:
+        """The JSON answer to a /predict body: the texts' encoded answers, joined."""
+        texts, single, top_k = parse_predict(parse_json(body), limits)
+        answers = [predictor.limited_json(a, top_k) for a in await batcher.submit(texts)]
+        return answers[0] if single else b"[" + b",".join(answers) + b"]"
+
     async def predict(request: Request):
         """Predict one text or a list of texts (batched with concurrent requests)."""
-        texts, single, top_k = parse_predict(await read_json(request, limits), limits)
-        answers = [predictor.limited(a, top_k) for a in await batcher.submit(texts)]
-        return JSONResponse(answers[0] if single else answers)
+        try:
+            body = await read_body(request.receive, request.headers.get("content-length"),
+                                   limits)
+            return Response(await predicted(body), media_type="application/json")
+        except Exception as e:
+            return failure(e, request.url.path)
+
+    async def predict_fast(scope: dict, receive: Callable[[], Awaitable[dict]]):
+        """``predict`` straight from ASGI (what _Guard calls): no Request object, and the
+        answer's bytes sent as they are."""
+        try:
+            body = await read_body(receive, _header(scope, b"content-length"), limits)
+            return _Encoded(await predicted(body))
+        except Exception as e:
+            return failure(e, scope.get("path", ""))
 
     # the route, for the schema; _Guard answers POST /predict with the same function before
     # the request reaches FastAPI's routing
@@ -235,7 +263,7 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
     # preflight is answered before the API key is asked for
     outer: Callable[..., Awaitable] = _Guard(
         lambda *call: fastapi.FastAPI.__call__(app, *call), metrics=metrics, api_key=api_key,
-        error=error, fast={("POST", "/predict"): predict})
+        error=error, fast={("POST", "/predict"): predict_fast})
     if cors_origins:
         outer = CORSMiddleware(outer, allow_origins=list(cors_origins),
                                allow_methods=["GET", "POST"],
@@ -269,16 +297,11 @@ class _Guard:
     def __init__(self, app, metrics: _Metrics, api_key: str | None, error,
                  fast: dict | None = None):
         self.app, self.metrics, self.api_key, self.error = app, metrics, api_key, error
-        self.fast = fast or {}  # (method, route) -> endpoint(request), answered here directly
-        from starlette.requests import Request
-
-        self._request = Request  # (imported once, not on every request)
+        self.fast = fast or {}  # (method, route) -> endpoint(scope, receive), answered here
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        from starlette.datastructures import Headers
-
         route, began = _route(scope), time.perf_counter()
         status = {"code": 500}
 
@@ -288,15 +311,15 @@ class _Guard:
             await send(message)
 
         if self.api_key is not None and route not in OPEN_ROUTES and \
-                not _authorized(Headers(scope=scope), self.api_key):
+                not _authorized(scope, self.api_key):
             response = self.error(401, "this server needs an API key: send the header "
                                        "'Authorization: Bearer <key>'",
                                   {"WWW-Authenticate": "Bearer"})
             await response(scope, receive, sending)
         elif (scope.get("method"), route) in self.fast:
-            endpoint = self.fast[scope["method"], route]
-            response = await endpoint(self._request(scope, receive))
-            await response(scope, receive, sending)
+            response = await self.fast[scope["method"], route](scope, receive)
+            status["code"] = response.status_code  # (no wrapper around send needed)
+            await response(scope, receive, send)
         else:
             await self.app(scope, receive, sending)
         code = str(status["code"])
@@ -306,7 +329,30 @@ class _Guard:
         self.metrics.latency.observe(time.perf_counter() - began, route=route)
 
 
-def _authorized(headers, api_key: str) -> bool:
-    scheme, _, token = headers.get("authorization", "").partition(" ")
+class _Encoded:
+    """A 200 answer already encoded as JSON (lighter than a Starlette response)."""
+
+    __slots__ = ("body",)
+    status_code = 200
+
+    def __init__(self, body: bytes):
+        self.body = body
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", b"%d" % len(self.body))]})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _authorized(scope: dict, api_key: str) -> bool:
+    scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
                                                               api_key.encode())

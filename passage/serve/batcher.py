@@ -9,7 +9,10 @@ never runs the model, so it keeps answering (``/health``) while batches run. The
 bounded: past ``max_queue`` waiting texts, ``submit`` raises ``Overloaded`` at once.
 
 A worker waits for a fuller batch (up to ``max_wait_ms``) only when its last batch was shared by
-several requests: a lone client is answered without the wait, concurrent clients get batches.
+several requests (a lone client is answered without the wait, concurrent clients get batches)
+and every other worker waits too: while another works, the cores are busy enough that texts
+queue up by themselves, and a wait would only leave this worker's core idle. A free worker takes
+what is queued, shared with the other free workers.
 If a shared batch fails, each of its requests is run again on its own, so one bad request never
 fails the others.
 
@@ -97,6 +100,8 @@ class Batcher:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._batches = 0
+        self._idle = 0  # workers waiting for a first text
+        self._running = False  # the threads were started and not stopped
 
     @property
     def depth(self) -> int:
@@ -115,6 +120,7 @@ class Batcher:
                              for i in range(self.workers)]
             for t in self._threads:
                 t.start()
+            self._running = True
         try:  # the initializers ran before anything is queued (they may change torch's
             started.wait(30)  # per-thread settings, which the caller may then put back)
         except threading.BrokenBarrierError:
@@ -127,6 +133,7 @@ class Batcher:
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout)
+        self._running = False
 
     async def submit(self, texts: list) -> list:
         """The results of ``run`` for these texts, computed in some batches."""
@@ -139,7 +146,7 @@ class Batcher:
         return await self._put(_Job(loop, loop.create_future(), [], fn))
 
     async def _put(self, job: _Job):
-        if not any(t.is_alive() for t in self._threads):
+        if not self._running:  # (a flag: is_alive of every thread on each request costs)
             self.start()
         step = self.max_batch_size
         pieces = ([_Piece(job, i, min(i + step, len(job.texts)))
@@ -181,8 +188,13 @@ class Batcher:
             while not self._queue:
                 if self._stopping:
                     return None
-                self._cond.wait()
-            if self._queue[0].job.fn is None and shared and self.max_wait_ms > 0:
+                self._idle += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._idle -= 1
+            if (self._queue[0].job.fn is None and shared and self.max_wait_ms > 0
+                    and self._idle == self.workers - 1):  # (a busy worker: no waiting, below)
                 deadline = time.monotonic() + self.max_wait_ms / 1000
                 while self._batchable() < self.max_batch_size and not self._stopping:
                     left = deadline - time.monotonic()
@@ -191,9 +203,9 @@ class Batcher:
                     self._cond.wait(left)
                 if not self._queue:  # another worker took them meanwhile
                     return self._next_batch(False)
-            # a share of what is waiting, so that the other workers get theirs at once rather
-            # than after this batch (smaller batches, but no core waits while another works)
-            share = min(self.max_batch_size, -(-self._batchable() // self.workers))
+            # what is waiting, shared with the workers that wait too: they get theirs at once
+            # rather than after this batch; a worker still busy gets what arrives meanwhile
+            share = min(self.max_batch_size, -(-self._batchable() // (1 + self._idle)))
             batch = [self._queue.popleft()]
             if batch[0].job.fn is None:
                 n = batch[0].size

@@ -48,9 +48,12 @@ class _Metric:
         self._values: dict[tuple, Any] = {}  # label values -> a count, or (buckets, sum)
 
     def _key(self, labels: dict) -> tuple:
-        if set(labels) != set(self.label_names):
-            raise ValueError(f"{self.name} takes labels {self.label_names}, got {sorted(labels)}")
-        return tuple(labels[n] for n in self.label_names)
+        try:  # (on every request: no sets built)
+            if len(labels) == len(self.label_names):
+                return tuple(map(labels.__getitem__, self.label_names))
+        except KeyError:
+            pass
+        raise ValueError(f"{self.name} takes labels {self.label_names}, got {sorted(labels)}")
 
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]

@@ -9,6 +9,7 @@ token, as token classification does.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from typing import cast
@@ -28,6 +29,12 @@ TRACE_PREFIX_LIMIT = 1000  # tokens: a model that reads backwards predicts every
 
 class InputError(ValueError):
     """A text the model cannot answer: the client's to fix (answered with 422)."""
+
+
+def encode(answer: object) -> bytes:
+    """JSON as a response sends it: compact, UTF-8, no NaN (as Starlette's ``JSONResponse``)."""
+    return json.dumps(answer, ensure_ascii=False, allow_nan=False, indent=None,
+                      separators=(",", ":")).encode("utf-8")
 
 
 def file_sha256(path: str) -> str:
@@ -70,6 +77,7 @@ class Predictor:
 
     def __init__(self, model_or_path: str | os.PathLike | RNN | Tagger, tables: bool = True):
         self.sha256_ = None
+        self._label_json: list[bytes] | None = None  # '{"label":L,"score":' of each class
         if isinstance(model_or_path, str | os.PathLike):
             path = os.fspath(model_or_path)
             if not os.path.exists(path):
@@ -150,11 +158,43 @@ class Predictor:
             words = [tokenize(t) for t in texts]
             probs = self.rnn_.predict(self.tagger_.features_.transform(words), n)
             return [self._tags(t, w, p) for t, w, p in zip(texts, words, probs, strict=True)]
-        outputs = cast(np.ndarray, self.rnn_.predict(
-            self.rnn_.tokenizer.transform(texts, as_array=True), n))  # (ids, not lists of ints)
+        outputs = self._outputs(texts)
         if self.task_ == "regression":
             return [{"value": v} for v in outputs[:, 0].tolist()]
         return self._ranked(outputs)
+
+    def encoded(self, texts: list[str]) -> list[bytes]:
+        """``answers`` as JSON, each in the compact UTF-8 form a response sends (Starlette's
+        ``JSONResponse``): encoded where the batch runs, the event loop only joins them.
+        Classification answers are written straight from the probabilities (the same bytes
+        as ``encode`` gives, in a fraction of its time)."""
+        if self.tagger_ is not None or self.task_ == "regression":
+            return [encode(a) for a in self.answers(texts)]
+        outputs = self._outputs(texts)
+        coding = cast(LabelCoding, self.coding_)  # (set when there is no tagger)
+        proba = cast(np.ndarray, coding.probabilities(outputs))
+        if not np.isfinite(proba).all():  # (encode refuses NaN: the same error)
+            return [encode(a) for a in self._ranked(outputs)]
+        if self._label_json is None:
+            self._label_json = [b'{"label":' + encode(c) + b',"score":'
+                                for c in cast(list, coding.classes)]
+        heads = self._label_json
+        order = np.argsort(-proba, axis=1, kind="stable")
+        scores = np.take_along_axis(proba, order, 1).tolist()
+        return [b"[" + b"},".join([heads[i] + repr(p).encode()
+                                    for i, p in zip(o, ps, strict=True)]) + b"}]"
+                for o, ps in zip(order.tolist(), scores, strict=True)]
+
+    def _outputs(self, texts: list[str]) -> np.ndarray:
+        """The model's outputs for the texts (not a tagger's), predicted as one batch."""
+        return cast(np.ndarray, self.rnn_.predict(  # (token ids as arrays, not lists of ints)
+            self.rnn_.tokenizer.transform(texts, as_array=True), max(1, len(texts))))
+
+    def limited_json(self, answer: bytes, top_k: int | None) -> bytes:
+        """An answer of ``encoded`` cut to the request's ``top_k`` labels (classification)."""
+        if top_k is None or self.tagger_ is not None or self.task_ == "regression":
+            return answer
+        return encode(json.loads(answer)[:top_k])
 
     def limited(self, answer: dict | list[dict], top_k: int | None) -> dict | list[dict]:
         """An answer of ``answers`` cut to the request's ``top_k`` labels (classification)."""
@@ -177,9 +217,9 @@ class Predictor:
         proba = cast(np.ndarray, coding.probabilities(outputs))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
         classes = cast(list, coding.classes)  # (a classification coding has them)
-        return [[{"label": classes[i], "score": p} for i, p in
-                 zip(row.tolist(), np.take_along_axis(pr, row, 0).tolist(), strict=True)]
-                for row, pr in zip(order, proba, strict=True)]
+        scores = np.take_along_axis(proba, order, 1).tolist()
+        return [[{"label": classes[i], "score": p} for i, p in zip(o, ps, strict=True)]
+                for o, ps in zip(order.tolist(), scores, strict=True)]
 
     def _tags(self, text: str, words: list[str], probs: np.ndarray) -> list[dict]:
         where: Sequence[tuple[int | None, int | None]] = (spans(text, words)

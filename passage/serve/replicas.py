@@ -108,7 +108,7 @@ class Replicas:
     """``n`` processes serving the model file at ``path`` (its sha256 checked by each).
 
     ``attach`` (a batch worker thread's initializer) gives the calling thread a process of its
-    own; ``answers`` and ``trace`` then run there (``Predictor.answers`` / ``Predictor.trace``).
+    own; ``answers``, ``encoded`` and ``trace`` then run there (as the ``Predictor``'s).
     """
 
     def __init__(self, path: str, n: int, sha256: str | None = None):
@@ -139,6 +139,9 @@ class Replicas:
 
     def answers(self, texts: list[str]) -> list:
         return self._ask("answers", texts)
+
+    def encoded(self, texts: list[str]) -> list[bytes]:
+        return self._ask("encoded", texts)
 
     def trace(self, text: str) -> dict:
         return self._ask("trace", text)
@@ -219,6 +222,7 @@ def _serve(fd: str, parent: str, path: str, sha256: str) -> None:
         return
     conn.send(("ready", None))
     jobs: dict[str, Callable[[Any], Any]] = {"answers": predictor.answers,
+                                             "encoded": predictor.encoded,
                                              "trace": predictor.trace}
     while True:
         try:

@@ -7,7 +7,9 @@ the app answers it as ``{"error": message, "status": status}``.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class ApiError(Exception):
@@ -31,20 +33,39 @@ EXAMPLE = '{"inputs": "a text"}'
 
 
 async def read_json(request, limits: Limits) -> object:
-    """The request's body as JSON, read no further than ``limits.max_body_bytes``."""
-    too_big = ApiError(413, f"the request body is larger than {limits.max_body_bytes:,} bytes: "
-                            "send fewer or shorter texts per request, or start the server "
-                            "with a larger --max-body-bytes")
-    declared = request.headers.get("content-length")
+    """A Starlette request's body as JSON (``read_body``, then ``parse_json``)."""
+    return parse_json(await read_body(request.receive, request.headers.get("content-length"),
+                                      limits))
+
+
+def _too_big(limits: Limits) -> ApiError:
+    return ApiError(413, f"the request body is larger than {limits.max_body_bytes:,} bytes: "
+                         "send fewer or shorter texts per request, or start the server with a "
+                         "larger --max-body-bytes")
+
+
+async def read_body(receive: Callable[[], Awaitable[Mapping[str, Any]]], declared: str | None,
+                    limits: Limits) -> bytes:
+    """A request's body from its ASGI ``receive``, read no further than
+    ``limits.max_body_bytes`` (``declared``: its Content-Length header, if any)."""
     if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
-        raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
+        raise _too_big(limits)
+    parts, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "the client went away before sending the whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limits.max_body_bytes:
-            raise too_big
-        chunks.append(chunk)
-    body = b"".join(chunks)
+            raise _too_big(limits)
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def parse_json(body: bytes) -> object:
+    """A body as JSON, or a 400 that says what is wrong with it."""
     if not body.strip():
         raise ApiError(400, f"the request has no body: send JSON such as {EXAMPLE}")
     try:
