@@ -63,6 +63,14 @@ typedef struct {
 
 typedef void (*ScanRows)(const Scan *, const Plan *, float *);
 
+/* the steps row i runs: its length, within 0..width */
+static Py_ssize_t row_length(const Scan *s, Py_ssize_t i)
+{
+    const int64_t len = s->lengths[i];
+    return len < 0 ? 0 : (len > s->width ? s->width : (Py_ssize_t)len);
+}
+
+
 #if defined(__GNUC__)
 #define PREFETCH(p) __builtin_prefetch(p)
 #else
@@ -111,19 +119,13 @@ static const ScanRows VARIANTS[] = {NULL, NULL, scan_rows_plain};
 #endif
 static int runs[3]; /* which variants this CPU runs (set when the module loads) */
 
-static Py_ssize_t row_length(const Scan *s, Py_ssize_t i)
-{
-    const int64_t len = s->lengths[i];
-    return len < 0 ? 0 : (len > s->width ? s->width : (Py_ssize_t)len);
-}
-
 /* the rows' order, longest first (then by index): a merge sort of idx by length, tmp its scratch */
 static void longest_first(const Scan *s, Py_ssize_t *idx, Py_ssize_t *tmp, Py_ssize_t count)
 {
-    for (Py_ssize_t width = 1; width < count; width *= 2) {
-        for (Py_ssize_t lo = 0; lo < count; lo += 2 * width) {
-            const Py_ssize_t mid = lo + width < count ? lo + width : count;
-            const Py_ssize_t hi = lo + 2 * width < count ? lo + 2 * width : count;
+    for (Py_ssize_t run = 1; run < count; run *= 2) {
+        for (Py_ssize_t lo = 0; lo < count; lo += 2 * run) {
+            const Py_ssize_t mid = lo + run < count ? lo + run : count;
+            const Py_ssize_t hi = lo + 2 * run < count ? lo + 2 * run : count;
             Py_ssize_t a = lo, b = mid, k = lo;
             while (a < mid && b < hi)
                 tmp[k++] = row_length(s, idx[b]) > row_length(s, idx[a]) ? idx[b++] : idx[a++];
@@ -196,7 +198,7 @@ static void make_plan(const Scan *s, Plan *plan, Py_ssize_t *work)
     Py_ssize_t load[MAX_LANES];
     deal(s, order, count, best, load, NULL, plan);
     double least = plan_cost(load, best);
-    for (int lanes = ROWS; lanes < best; lanes += ROWS) {
+    for (int lanes = (best - 1) / ROWS * ROWS; lanes >= ROWS; lanes -= ROWS) { /* ties: more */
         deal(s, order, count, lanes, load, NULL, plan);
         const double cost = plan_cost(load, lanes);
         if (cost < least) {
@@ -267,7 +269,7 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(src, ids, lengths, wt, b, h, c, out, pooled, batch, width, size, kind, pool, "
-     "reverse, variant): one direction of a recurrent layer over a batch sorted by length (see "
+     "reverse, variant): one direction of a recurrent layer over a batch, rows in any order (see "
      "passage/_scan.c); variant: an index into VARIANTS, -1 for the best this CPU runs."},
     {NULL, NULL, 0, NULL},
 };

@@ -111,7 +111,7 @@ static void PASTE(scan_rows, VARIANT)(const Scan *s, const Plan *plan, float *re
 {
     const Py_ssize_t size = s->size, n = s->n, width = s->width, batch = s->batch;
     const Py_ssize_t *next = plan->next;
-#define LEN(i) (s->lengths[i] < 0 ? 0 : (s->lengths[i] > width ? width : (Py_ssize_t)s->lengths[i]))
+#define LEN(i) row_length(s, i)
     /* the position row i reads at its step t: t, or from its last real step back with reverse */
 #define AT(i, t) (s->reverse ? LEN(i) - 1 - (t) : (t))
     if (s->pooled)

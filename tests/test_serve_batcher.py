@@ -102,3 +102,42 @@ def test_a_full_queue_refuses_at_once():
     finally:
         gate.set()
         batcher.stop()
+
+
+def test_a_worker_gathers_a_fuller_batch_only_while_the_other_workers_are_idle():
+    from passage.serve.batcher import _Job, _Piece
+
+    batcher = Batcher(lambda texts: texts, max_batch_size=8, max_wait_ms=5000, workers=2)
+    batcher._queue.append(_Piece(_Job(None, None, ["a"]), 0, 1))  # (threads not started)
+    batcher._queued_texts, batcher._idle = 1, 1  # the other worker waits for texts
+    got = []
+    worker = threading.Thread(target=lambda: got.append(batcher._next_batch(True)))
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive()  # gathering: every other worker is idle
+    with batcher._cond:  # the other worker starts a batch: this one stops waiting
+        batcher._idle = 0
+        batcher._cond.notify_all()
+    worker.join(2.0)  # (not the 5 s of max_wait_ms)
+    assert not worker.is_alive()
+    assert [p.texts for p in got[0]] == [["a"]] and batcher.depth == 0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_threads_start_again_after_they_all_ended():
+    calls = []
+
+    def init():  # the first worker's initializer fails: its thread ends
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("no core for you")
+
+    batcher = Batcher(lambda texts: [t * 2 for t in texts], workers=1, initializer=init)
+    batcher.start()
+    batcher._threads[0].join(5)
+    assert not batcher._threads[0].is_alive()
+    try:  # submit starts a new worker (bounded: a batcher that did not would never answer)
+        assert asyncio.run(asyncio.wait_for(batcher.submit(["ab"]), 10)) == ["abab"]
+    finally:
+        batcher.stop()
+    assert len(calls) == 2

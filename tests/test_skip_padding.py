@@ -100,29 +100,30 @@ def test_a_reversed_scan_is_the_step_loop_on_each_row_reversed_in_its_length(pat
 
 
 @pytest.mark.parametrize("path", skip_padding.compiled_variants())
-@pytest.mark.parametrize("kind", ["gru", "lstm"])
-@pytest.mark.parametrize("spread", ["mixed", "equal", "one long"])
+@pytest.mark.parametrize("kind", ["gru", "lstm", "simple"])
+@pytest.mark.parametrize("spread", ["mixed", "equal", "one long", "one row"])
 def test_rows_in_lanes_compute_each_row_as_it_runs_alone(path, kind, spread):
     """The compiled scan deals rows to lanes (a lane runs its rows one after another, their
     matmuls grouped with other lanes'): every row, in whatever order and company, gets exactly
     (bit for bit) what it gets scanned on its own, and the step loop's answer."""
     rng = np.random.default_rng(7)
     lengths = {"mixed": rng.integers(0, 60, 45), "equal": np.full(18, 23),
-               "one long": np.r_[rng.integers(1, 8, 9), 90]}[spread]
+               "one long": np.r_[rng.integers(1, 8, 9), 90], "one row": np.array([31])}[spread]
     table, ids, lengths, state, w_hh, b_hh = _problem(kind, 20, seed=5, lengths=lengths)
     order = rng.permutation(len(lengths))  # any order, not only shortest first
     ids, lengths, state = ids[order], lengths[order], tuple(s[order] for s in state)
-    for reverse in (False, True):
-        out, final = _run(path, kind, table, ids, lengths, state, w_hh, b_hh,
-                          keep_outputs=True, reverse=reverse)
-        pooled, _ = _run(path, kind, table, ids, lengths, state, w_hh, b_hh, pool="max",
-                         reverse=reverse)
+    dense = table[ids]  # every step's projection instead of a table and ids
+    for reverse, pool, source in ((False, "max", "table"), (True, "mean", "table"),
+                                  (True, "max", "dense"), (False, "mean", "dense")):
+        def scan(rows, keep=False, pool=pool, reverse=reverse, source=source):
+            src, at = (table, ids[rows]) if source == "table" else (dense[rows], None)
+            return _run(path, kind, src, at, lengths[rows], tuple(s[rows] for s in state),
+                        w_hh, b_hh, keep_outputs=keep, pool=None if keep else pool,
+                        reverse=reverse)
+        every = slice(None)
+        (out, final), (pooled, _) = scan(every, keep=True), scan(every)
         for i in range(len(lengths)):
-            alone = (ids[i:i + 1], lengths[i:i + 1], tuple(s[i:i + 1] for s in state))
-            out1, final1 = _run(path, kind, table, *alone, w_hh, b_hh, keep_outputs=True,
-                                reverse=reverse)
-            pooled1, _ = _run(path, kind, table, *alone, w_hh, b_hh, pool="max",
-                              reverse=reverse)
+            (out1, final1), (pooled1, _) = scan(slice(i, i + 1), keep=True), scan(slice(i, i + 1))
             assert torch.equal(out[i], out1[0]) and torch.equal(pooled[i], pooled1[0])
             assert all(torch.equal(a[i], b[0]) for a, b in zip(final, final1, strict=True))
     by_length = np.argsort(lengths, kind="stable")  # the reference wants them sorted

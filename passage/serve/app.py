@@ -15,8 +15,9 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from passage.serve import schema
 from passage.serve.batcher import Batcher, Overloaded
@@ -159,10 +160,10 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
     app.state.predictor, app.state.batcher, app.state.metrics = predictor, batcher, metrics
     app.state.replicas = replicas
 
-    def error(status: int, message: str, headers: dict | None = None):
+    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
         return JSONResponse({"error": message, "status": status}, status, headers=headers)
 
-    def failure(e: Exception, path: str):
+    def failure(e: Exception, path: str) -> JSONResponse:
         """The error response for what a request raised."""
         if isinstance(e, ApiError):
             return error(e.status, e.message, e.headers)
@@ -189,17 +190,10 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
         answers = [predictor.limited_json(a, top_k) for a in await batcher.submit(texts)]
         return answers[0] if single else b"[" + b",".join(answers) + b"]"
 
-    async def predict(request: Request):
-        """Predict one text or a list of texts (batched with concurrent requests)."""
-        try:
-            body = await read_body(request.receive, request.headers.get("content-length"),
-                                   limits)
-            return Response(await predicted(body), media_type="application/json")
-        except Exception as e:
-            return failure(e, request.url.path)
-
-    async def predict_fast(scope: dict, receive: Callable[[], Awaitable[dict]]):
-        """``predict`` straight from ASGI (what _Guard calls): no Request object, and the
+    async def predict_fast(scope: Mapping[str, Any],
+                           receive: Callable[[], Awaitable[Mapping[str, Any]]]
+                           ) -> _Encoded | JSONResponse:
+        """POST /predict straight from ASGI (what _Guard calls): no Request object, and the
         answer's bytes sent as they are."""
         try:
             body = await read_body(receive, _header(scope, b"content-length"), limits)
@@ -207,8 +201,14 @@ def create_app(model_or_path, *, max_batch_size: int = 64, max_wait_ms: float = 
         except Exception as e:
             return failure(e, scope.get("path", ""))
 
-    # the route, for the schema; _Guard answers POST /predict with the same function before
-    # the request reaches FastAPI's routing
+    async def predict(request: Request):  # (no return annotation: FastAPI would read it)
+        """Predict one text or a list of texts (batched with concurrent requests)."""
+        answer = await predict_fast(request.scope, request.receive)
+        return (Response(answer.body, media_type="application/json")
+                if isinstance(answer, _Encoded) else answer)
+
+    # the route, for the schema: _Guard answers POST /predict with predict_fast before the
+    # request reaches FastAPI's routing
     app.post("/predict", openapi_extra=schema.body(schema.PredictRequest),
              responses=schema.answers(schema.PredictResponse))(predict)
 
@@ -338,21 +338,22 @@ class _Encoded:
     def __init__(self, body: bytes):
         self.body = body
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]],
+                       send: Callable[[dict], Awaitable[None]]) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", b"%d" % len(self.body))]})
         await send({"type": "http.response.body", "body": self.body})
 
 
-def _header(scope: dict, name: bytes) -> str | None:
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
             return value.decode("latin-1")
     return None
 
 
-def _authorized(scope: dict, api_key: str) -> bool:
+def _authorized(scope: Mapping[str, Any], api_key: str) -> bool:
     scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
                                                               api_key.encode())

@@ -10,9 +10,9 @@ bounded: past ``max_queue`` waiting texts, ``submit`` raises ``Overloaded`` at o
 
 A worker waits for a fuller batch (up to ``max_wait_ms``) only when its last batch was shared by
 several requests (a lone client is answered without the wait, concurrent clients get batches)
-and every other worker waits too: while another works, the cores are busy enough that texts
-queue up by themselves, and a wait would only leave this worker's core idle. A free worker takes
-what is queued, shared with the other free workers.
+and every other worker waits too (it stops waiting once another starts work): while another
+works, the cores are busy enough that texts queue up by themselves, and a wait would only leave
+this worker's core idle. A free worker takes what is queued, shared with the other free workers.
 If a shared batch fails, each of its requests is run again on its own, so one bad request never
 fails the others.
 
@@ -101,7 +101,7 @@ class Batcher:
         self._threads: list[threading.Thread] = []
         self._batches = 0
         self._idle = 0  # workers waiting for a first text
-        self._running = False  # the threads were started and not stopped
+        self._live = 0  # worker threads started and not yet ended
 
     @property
     def depth(self) -> int:
@@ -111,16 +111,16 @@ class Batcher:
     def start(self) -> None:
         """Start the worker threads (``submit`` does it too, if needed)."""
         with self._cond:
-            if any(t.is_alive() for t in self._threads):
+            if self._live:
                 return
             self._stopping = False
             started = threading.Barrier(self.workers + 1)
             self._threads = [threading.Thread(target=self._work, args=(started,), daemon=True,
                                               name=f"passage-batcher-{i}")
                              for i in range(self.workers)]
+            self._live = self.workers
             for t in self._threads:
                 t.start()
-            self._running = True
         try:  # the initializers ran before anything is queued (they may change torch's
             started.wait(30)  # per-thread settings, which the caller may then put back)
         except threading.BrokenBarrierError:
@@ -133,7 +133,6 @@ class Batcher:
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout)
-        self._running = False
 
     async def submit(self, texts: list) -> list:
         """The results of ``run`` for these texts, computed in some batches."""
@@ -146,7 +145,7 @@ class Batcher:
         return await self._put(_Job(loop, loop.create_future(), [], fn))
 
     async def _put(self, job: _Job):
-        if not self._running:  # (a flag: is_alive of every thread on each request costs)
+        if not self._live:  # (a count: is_alive of every thread on each request costs)
             self.start()
         step = self.max_batch_size
         pieces = ([_Piece(job, i, min(i + step, len(job.texts)))
@@ -164,6 +163,13 @@ class Batcher:
 
     # -- the worker threads --------------------------------------------------------------------
     def _work(self, started: threading.Barrier) -> None:
+        try:
+            self._serve(started)
+        finally:  # (also if it failed: the next submit starts the threads again)
+            with self._cond:
+                self._live -= 1
+
+    def _serve(self, started: threading.Barrier) -> None:
         try:
             if self.initializer is not None:
                 self.initializer()
@@ -196,7 +202,8 @@ class Batcher:
             if (self._queue[0].job.fn is None and shared and self.max_wait_ms > 0
                     and self._idle == self.workers - 1):  # (a busy worker: no waiting, below)
                 deadline = time.monotonic() + self.max_wait_ms / 1000
-                while self._batchable() < self.max_batch_size and not self._stopping:
+                while (self._batchable() < self.max_batch_size and not self._stopping
+                       and self._idle == self.workers - 1):  # (until another starts work)
                     left = deadline - time.monotonic()
                     if left <= 0 or not self._queue:
                         break

@@ -152,7 +152,7 @@ class Predictor:
     def answers(self, texts: list[str]) -> list:
         """The JSON answer of every text, tokenized at once and predicted together in the
         calling thread; all labels best first for classification (a request's ``top_k`` is
-        then a slice: ``limited``), the probabilities of the whole batch at once."""
+        then a slice), the probabilities of the whole batch at once."""
         n = max(1, len(texts))
         if self.tagger_ is not None:
             words = [tokenize(t) for t in texts]
@@ -165,7 +165,8 @@ class Predictor:
 
     def encoded(self, texts: list[str]) -> list[bytes]:
         """``answers`` as JSON, each in the compact UTF-8 form a response sends (Starlette's
-        ``JSONResponse``): encoded where the batch runs, the event loop only joins them.
+        ``JSONResponse``): encoded where the batch runs, the event loop only joins them (and
+        cuts them to a request's ``top_k``: ``limited_json``).
         Classification answers are written straight from the probabilities (the same bytes
         as ``encode`` gives, in a fraction of its time)."""
         if self.tagger_ is not None or self.task_ == "regression":
@@ -195,12 +196,6 @@ class Predictor:
         if top_k is None or self.tagger_ is not None or self.task_ == "regression":
             return answer
         return encode(json.loads(answer)[:top_k])
-
-    def limited(self, answer: dict | list[dict], top_k: int | None) -> dict | list[dict]:
-        """An answer of ``answers`` cut to the request's ``top_k`` labels (classification)."""
-        if top_k is None or self.tagger_ is not None or self.task_ == "regression":
-            return answer
-        return cast(list, answer)[:top_k]
 
     def answer(self, text: str, output: np.ndarray | tuple[list[str], np.ndarray],
                top_k: int | None = None) -> dict | list[dict]:
