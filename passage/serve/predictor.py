@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from typing import cast
@@ -171,20 +172,17 @@ class Predictor:
         as ``encode`` gives, in a fraction of its time)."""
         if self.tagger_ is not None or self.task_ == "regression":
             return [encode(a) for a in self.answers(texts)]
-        outputs = self._outputs(texts)
-        coding = cast(LabelCoding, self.coding_)  # (set when there is no tagger)
-        proba = cast(np.ndarray, coding.probabilities(outputs))
-        if not np.isfinite(proba).all():  # (encode refuses NaN: the same error)
-            return [encode(a) for a in self._ranked(outputs)]
+        orders, scores = self._best_first(self._outputs(texts))
+        if not math.isfinite(sum(map(sum, scores))):  # (probabilities: finite iff each is)
+            raise ValueError("Out of range float values are not JSON compliant: the model "
+                             "gave a NaN or infinite probability")
         if self._label_json is None:
             self._label_json = [b'{"label":' + encode(c) + b',"score":'
-                                for c in cast(list, coding.classes)]
+                                for c in cast(list, cast(LabelCoding, self.coding_).classes)]
         heads = self._label_json
-        order = np.argsort(-proba, axis=1, kind="stable")
-        scores = np.take_along_axis(proba, order, 1).tolist()
         return [b"[" + b"},".join([heads[i] + repr(p).encode()
                                     for i, p in zip(o, ps, strict=True)]) + b"}]"
-                for o, ps in zip(order.tolist(), scores, strict=True)]
+                for o, ps in zip(orders, scores, strict=True)]
 
     def _outputs(self, texts: list[str]) -> np.ndarray:
         """The model's outputs for the texts (not a tagger's), predicted as one batch."""
@@ -208,13 +206,19 @@ class Predictor:
 
     def _ranked(self, outputs: np.ndarray, top_k: int | None = None) -> list[list[dict]]:
         """Each row of classifier outputs as its labels and scores, best first."""
+        classes = cast(list, cast(LabelCoding, self.coding_).classes)  # (classification)
+        orders, scores = self._best_first(outputs, top_k)
+        return [[{"label": classes[i], "score": p} for i, p in zip(o, ps, strict=True)]
+                for o, ps in zip(orders, scores, strict=True)]
+
+    def _best_first(self, outputs: np.ndarray, top_k: int | None = None
+                    ) -> tuple[list[list[int]], list[list[float]]]:
+        """Each row's class indices, most probable first (``top_k`` of them), and their
+        probabilities."""
         coding = cast(LabelCoding, self.coding_)  # (set when there is no tagger)
         proba = cast(np.ndarray, coding.probabilities(outputs))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
-        classes = cast(list, coding.classes)  # (a classification coding has them)
-        scores = np.take_along_axis(proba, order, 1).tolist()
-        return [[{"label": classes[i], "score": p} for i, p in zip(o, ps, strict=True)]
-                for o, ps in zip(order.tolist(), scores, strict=True)]
+        return order.tolist(), np.take_along_axis(proba, order, 1).tolist()
 
     def _tags(self, text: str, words: list[str], probs: np.ndarray) -> list[dict]:
         where: Sequence[tuple[int | None, int | None]] = (spans(text, words)

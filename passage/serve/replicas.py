@@ -216,7 +216,7 @@ def _serve(fd: str, parent: str, path: str, sha256: str) -> None:
                              "after the server read it")
         predictor = Predictor(path)
         with torch.inference_mode(), inference():
-            predictor.answers(["Warming up."])
+            predictor.encoded(["Warming up."])  # (what batches run)
     except Exception as e:
         conn.send(("failed", f"{type(e).__name__}: {e}"))
         return
