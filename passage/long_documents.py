@@ -92,7 +92,10 @@ class ChunkedStack:
             if layer.is_recurrent:
                 d = layer.directions[direction if i == self.top else 0]
                 x = torch.nn.functional.dropout(x, layer.p_drop, self.is_training(layer))
-                x, states[k] = layer._scan(d, x, states[k])
+                # (predicting, on the CPU: the skip-padding scan, C when built, not the
+                # training kernel)
+                scan = layer.infer_carried if layer.skips_padding(x) else layer._scan
+                x, states[k] = scan(d, x, states[k])
                 states[k] = tuple(s.detach() for s in states[k])
                 k += 1
             else:

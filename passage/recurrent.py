@@ -14,8 +14,8 @@ GRU training on the CPU runs ``GRUScan`` instead (bfloat16 always, float32 when 
 ``passage/_gru.c`` is built): one matmul and one fused elementwise call per step, and the recurrent
 weight gradient as one GEMM over all steps.
 
-At inference on the CPU, ``passage.skip_padding`` steps only the sequences still running (a
-batch sorted by length), so padding costs nothing; after an Embedding, each step's input
+At inference on the CPU, ``passage.skip_padding`` steps only the sequences still running (rows
+in any order of length), so padding costs nothing; after an Embedding, each step's input
 projection is a row of a (vocabulary x gates) table rather than a matmul.
 
 The weights follow PyTorch's layout: ``w_ih`` is (gates * size, n_in), gates ordered r, z, n for

@@ -188,11 +188,7 @@ class _Recurrent(Layer):
         """``forward`` for inference (see ``skips_padding``), computing no padded step. With the
         ``embedding`` that precedes this layer, x holds its token ids (batch, time); with its
         ``projection_tables`` too, each step's input projection is a table lookup."""
-        lengths_np = lengths.cpu().numpy()
-        order = None
-        if (np.diff(lengths_np) < 0).any():
-            order = torch.from_numpy(np.argsort(lengths_np, kind="stable"))
-            x, lengths, lengths_np = x[order], lengths[order], lengths_np[order.numpy()]
+        lengths_np = lengths.cpu().numpy()  # (rows in any order: skip_padding.scan)
         batch, width = x.shape[0], x.shape[1]
         outs = []
         pool = None if self.sequence_out else self.pool
@@ -213,10 +209,20 @@ class _Recurrent(Layer):
             # their pool
             outs.append(final[0] if out is None else out)
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
-        if order is not None:
-            back = torch.argsort(order)
-            out, lengths = out[back], lengths[back]
         return out, lengths
+
+    def infer_carried(self, d: _Direction, x: torch.Tensor, state=None
+                      ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``_scan`` for inference (see ``skips_padding``): one direction over x (batch, steps,
+        features) of full rows, from ``state`` (None: the learned initial state); (every
+        step's output, final state). How a long document is read chunk after chunk."""
+        batch, steps = x.shape[0], x.shape[1]
+        state = d.initial_state(batch) if state is None else state
+        w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
+        source = torch.addmm(b_ih, x.reshape(batch * steps, -1), w_ih.T).view(batch, steps, -1)
+        out, final = skip_padding.scan(self.kind, source, None, np.full(batch, steps), state,
+                                       w_hh, b_hh, self.relu, keep_outputs=True)
+        return cast(torch.Tensor, out), final
 
     def forward(self, x, lengths, state=None, return_state: bool = False):
         """(x, lengths) -> (outputs, lengths). With ``return_state`` (forward direction, equal

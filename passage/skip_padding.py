@@ -1,6 +1,7 @@
-"""Inference scans that skip padding: one direction of a recurrent layer over a batch sorted by
-length, shortest first, where step t updates just the rows longer than t, so each state stops at
-its sequence's last step and padding is never computed.
+"""Inference scans that skip padding: one direction of a recurrent layer over a batch of rows of
+any lengths, where each row's state stops at its sequence's last step and padding is never
+computed (the C scan deals the rows to lanes, longest first; the loop of PyTorch ops sorts them
+shortest first, and step t updates just the rows longer than t).
 
 ``scan`` is the front the layers call. It runs ``passage/_scan.c`` (every step in C, the GIL
 released, one build per instruction set) for float32 on the CPU when the extension is built, and
@@ -40,7 +41,7 @@ def scan(kind: str, source: torch.Tensor, ids: torch.Tensor | None, lengths: np.
          relu: bool = False, keep_outputs: bool = False, pool: str | None = None,
          reverse: bool = False, variant: str | None = None
          ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...]]:
-    """One direction over a batch sorted by length (ascending ``lengths``, a numpy array).
+    """One direction over a batch of rows of any lengths (``lengths``, a numpy array).
 
     Args:
         kind: 'gru', 'lstm' or 'simple' (tanh, or relu with ``relu``); gates are plain
@@ -64,7 +65,18 @@ def scan(kind: str, source: torch.Tensor, ids: torch.Tensor | None, lengths: np.
     if _compiled is not None and all(t.dtype == torch.float32 and t.device.type == "cpu"
                                      for t in tensors):
         return _scan_compiled(kind, source, ids, lengths, width, state, w_hh, b_hh, relu,
-                              keep_outputs, pool, reverse, variant)
+                              keep_outputs, pool, reverse, variant)  # (rows in any order)
+    lengths = np.asarray(lengths)
+    if (np.diff(lengths) < 0).any():  # the loop needs the rows shortest first: sorted, then back
+        order = np.argsort(lengths, kind="stable")
+        rows, back = torch.from_numpy(order), torch.from_numpy(np.argsort(order))
+        if ids is not None:
+            ids = ids[rows]
+        else:
+            source = source[rows]
+        out, final = scan(kind, source, ids, lengths[order], tuple(s[rows] for s in state),
+                          w_hh, b_hh, relu, keep_outputs, pool, reverse)
+        return (None if out is None else out[back]), tuple(f[back] for f in final)
     if reverse:  # the steps in reading order; the outputs put back at the end
         lengths_t = torch.from_numpy(np.asarray(lengths, dtype=np.int64))
         if ids is not None:

@@ -43,7 +43,7 @@ class Stack(nn.Module):
         ``tables``: ``projection_tables()``, for inference straight from token ids.
         ``head=False``: the input of the last layer instead (for a cost it computes itself)."""
         ids, id_lengths = x, lengths
-        k, layers = 0, self.layers[:-1]
+        k, layers = 0, list(self.layers)[:-1]  # (a list: slicing a ModuleList builds one)
         if states is None and self._reads_ids():
             recurrent = cast("_Recurrent", layers[1])
             x, lengths = recurrent.infer(x, lengths, embedding=cast(Embedding, layers[0]),

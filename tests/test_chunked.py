@@ -189,6 +189,27 @@ def test_predict_streams_a_long_document_and_matches_the_unchunked_result(
     assert max(t for b, t in seen if b == 1) <= 100
 
 
+def test_a_streamed_prediction_reads_its_chunks_with_the_inference_scan(monkeypatch):
+    """Predicting, each chunk runs the skip-padding scan (C when built), as short documents
+    do, not the training kernel; its state carried from chunk to chunk as before."""
+    from passage import recurrent_layers
+
+    model = RNN([Embedding(size=4, n_features=50), GatedRecurrent(size=6, direction="bi",
+                                                                   pool="max"),
+                 Dense(size=2, activation="softmax")], cost="cce", verbose=0, seed=0,
+                iterator=SortedPadded(max_tokens=50))
+    model.fitted_ = True
+    doc = np.random.default_rng(3).integers(1, 50, 700)
+    with torch.no_grad():
+        whole = model.model(torch.from_numpy(doc[None]), torch.tensor([700])).numpy()
+
+    def training_kernel(*args, **kwargs):
+        raise AssertionError("the training kernel ran at prediction")
+
+    monkeypatch.setattr(recurrent_layers, "scan_fused", training_kernel)
+    np.testing.assert_allclose(model.predict([doc]), whole, rtol=1e-5, atol=1e-6)
+
+
 def test_predict_of_a_very_long_document_holds_a_bounded_number_of_activations(monkeypatch):
     model = RNN([Embedding(size=4, n_features=50), GatedRecurrent(size=4, pool="max"),
                  Dense(size=1, activation="sigmoid")], cost="bce", verbose=0, seed=0,

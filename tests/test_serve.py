@@ -429,6 +429,22 @@ def test_one_bad_request_does_not_fail_its_batch(binary):
     assert "this text breaks" not in results[2].text
 
 
+def test_the_server_shortens_the_gil_switch_interval_while_it_serves(monkeypatch):
+    """Batch threads get the GIL from a busy event loop within 1 ms (not Python's 5), and the
+    interval is put back when the server returns."""
+    import uvicorn
+
+    from passage.serve import server
+
+    seen = []
+    monkeypatch.setattr(uvicorn.Server, "run",
+                        lambda self, sockets=None: seen.append(sys.getswitchinterval()))
+    before = sys.getswitchinterval()
+    server.run(lambda scope, receive, send: None, port=0, log_level="warning")
+    assert seen == [pytest.approx(server.SWITCH_SECONDS)]
+    assert sys.getswitchinterval() == before != server.SWITCH_SECONDS
+
+
 # -- a real server process ------------------------------------------------------------------
 def test_a_real_server_starts_predicts_and_drains_on_sigterm(model_file, binary):
     proc = subprocess.Popen([sys.executable, "-m", "passage.cli", "serve", str(model_file),

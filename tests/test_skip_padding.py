@@ -75,6 +75,30 @@ def test_every_output_kind_matches_the_step_loop_on_the_padded_batch(path, kind,
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_rows_in_any_order_of_length_give_each_row_what_it_gets_in_ascending_order(
+        path, kind, reverse):
+    """The front takes the rows in any order (the Python loop sorts them and puts them back):
+    a shuffled batch gives each row the outputs, pool and final state of the sorted one."""
+    table, ids, lengths, state, w_hh, b_hh = _problem(kind, 20, seed=11)
+    shuffle = np.random.default_rng(0).permutation(len(lengths))
+    rows = torch.from_numpy(shuffle)
+    assert (np.diff(lengths[shuffle]) < 0).any()
+    for source, given in ((table, ids), (table[ids], None)):  # a table, then projections
+        for how in (dict(keep_outputs=True), dict(pool="max"), dict(pool="mean")):
+            want, want_final = _run(path, kind, source, given, lengths, state, w_hh, b_hh,
+                                    reverse=reverse, **how)
+            got, got_final = _run(path, kind, source if given is not None else source[rows],
+                                  given[rows] if given is not None else None, lengths[shuffle],
+                                  tuple(s[rows] for s in state), w_hh, b_hh, reverse=reverse,
+                                  **how)
+            torch.testing.assert_close(got, want[rows], rtol=0, atol=1e-6)
+            for g, w in zip(got_final, want_final, strict=True):
+                torch.testing.assert_close(g, w[rows], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("kind", ["gru", "lstm", "simple"])
 @pytest.mark.parametrize("size", [7, 128])
 def test_a_reversed_scan_is_the_step_loop_on_each_row_reversed_in_its_length(path, kind, size):

@@ -78,6 +78,11 @@ def _settle(future: asyncio.Future, result=None, error: BaseException | None = N
         future.set_result(result)
 
 
+def _settle_all(answers: list[tuple[asyncio.Future, list, None]]) -> None:
+    for future, result, error in answers:
+        _settle(future, result, error)
+
+
 class Batcher:
     """Gathers texts from concurrent requests into batches for ``run`` (texts -> one result per
     text), on ``workers`` threads, each started with ``initializer()`` if given (e.g. one
@@ -248,30 +253,35 @@ class Batcher:
             results = self._timed([t for p in batch for t in p.texts])
         except Exception as e:
             if len(batch) == 1:
-                self._done(batch[0], error=e)
+                self._fail(batch[0], e)
                 return
             for piece in batch:  # find which request fails; the others get their answers
                 self._run_batch([piece])
             return
+        # the requests this batch completes, answered in one call per event loop (one wake-up
+        # of the loop for the whole batch, not one per request)
+        answers: dict[asyncio.AbstractEventLoop, list] = {}
         start = 0
-        for piece in batch:
-            self._done(piece, results[start:start + piece.size])
-            start += piece.size
+        with self._cond:
+            for piece in batch:
+                job = piece.job
+                if not job.failed:
+                    job.results[piece.start:piece.end] = results[start:start + piece.size]
+                    job.pending -= 1
+                    if not job.pending:
+                        answers.setdefault(job.loop, []).append((job.future, job.results, None))
+                start += piece.size
+        for loop, done in answers.items():
+            loop.call_soon_threadsafe(_settle_all, done)
 
-    def _done(self, piece: _Piece, part: list | None = None,
-              error: BaseException | None = None) -> None:
+    def _fail(self, piece: _Piece, error: BaseException) -> None:
+        """The request of ``piece`` failed: answered with the error (once)."""
         job = piece.job
         with self._cond:
             if job.failed:
                 return
-            if error is not None or part is None:
-                job.failed = True
-            else:
-                job.results[piece.start:piece.end] = part
-                job.pending -= 1
-                if job.pending:
-                    return
-        job.loop.call_soon_threadsafe(_settle, job.future, job.results, error)
+            job.failed = True
+        job.loop.call_soon_threadsafe(_settle, job.future, None, error)
 
     def _timed(self, texts: list) -> list:
         began = time.perf_counter()
