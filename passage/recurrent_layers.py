@@ -189,7 +189,7 @@ class _Recurrent(Layer):
         ``embedding`` that precedes this layer, x holds its token ids (batch, time); with its
         ``projection_tables`` too, each step's input projection is a table lookup."""
         lengths_np = lengths.cpu().numpy()  # (rows in any order: skip_padding.scan)
-        batch, width = x.shape[0], x.shape[1]
+        batch = x.shape[0]
         outs = []
         pool = None if self.sequence_out else self.pool
         for i, (d, rev) in enumerate(zip(self._directions, self.reversed, strict=True)):
@@ -197,10 +197,8 @@ class _Recurrent(Layer):
                 source, w_hh, b_hh = tables[i]
                 ids: torch.Tensor | None = x
             else:
-                w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
                 xs = F.embedding(x, embedding.weight) if embedding is not None else x
-                source = torch.addmm(b_ih, xs.reshape(batch * width, -1), w_ih.T)
-                source, ids = source.view(batch, width, -1), None
+                (source, w_hh, b_hh), ids = self._projected(d, xs), None
             out, final = skip_padding.scan(self.kind, source, ids, lengths_np,
                                            d.initial_state(batch), w_hh, b_hh, self.relu,
                                            self.sequence_out, pool, reverse=rev)
@@ -211,6 +209,13 @@ class _Recurrent(Layer):
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
         return out, lengths
 
+    def _projected(self, d: _Direction, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every step's input projection with b_ih (batch, steps, gates * size) of x (batch,
+        steps, features), and the recurrent weights w_hh, b_hh as the scan reads them."""
+        w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
+        source = torch.addmm(b_ih, x.reshape(x.shape[0] * x.shape[1], -1), w_ih.T)
+        return source.view(x.shape[0], x.shape[1], -1), w_hh, b_hh
+
     def infer_carried(self, d: _Direction, x: torch.Tensor, state=None
                       ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """``_scan`` for inference (see ``skips_padding``): one direction over x (batch, steps,
@@ -218,8 +223,7 @@ class _Recurrent(Layer):
         step's output, final state). How a long document is read chunk after chunk."""
         batch, steps = x.shape[0], x.shape[1]
         state = d.initial_state(batch) if state is None else state
-        w_ih, w_hh, b_ih, b_hh = self._kernel_weights([d.w_ih, d.w_hh, d.b_ih, d.b_hh])
-        source = torch.addmm(b_ih, x.reshape(batch * steps, -1), w_ih.T).view(batch, steps, -1)
+        source, w_hh, b_hh = self._projected(d, x)
         out, final = skip_padding.scan(self.kind, source, None, np.full(batch, steps), state,
                                        w_hh, b_hh, self.relu, keep_outputs=True)
         return cast(torch.Tensor, out), final
