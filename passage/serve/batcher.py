@@ -78,9 +78,9 @@ def _settle(future: asyncio.Future, result=None, error: BaseException | None = N
         future.set_result(result)
 
 
-def _settle_all(answers: list[tuple[asyncio.Future, list, None]]) -> None:
-    for future, result, error in answers:
-        _settle(future, result, error)
+def _settle_all(answers: list[tuple[asyncio.Future, list]]) -> None:
+    for future, result in answers:
+        _settle(future, result)
 
 
 class Batcher:
@@ -269,7 +269,7 @@ class Batcher:
                     job.results[piece.start:piece.end] = results[start:start + piece.size]
                     job.pending -= 1
                     if not job.pending:
-                        answers.setdefault(job.loop, []).append((job.future, job.results, None))
+                        answers.setdefault(job.loop, []).append((job.future, job.results))
                 start += piece.size
         for loop, done in answers.items():
             loop.call_soon_threadsafe(_settle_all, done)
